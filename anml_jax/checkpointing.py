@@ -1,0 +1,106 @@
+"""Orbax checkpoints of the meta-state, with architecture checks on restore.
+
+A checkpoint holds two items: ``state`` (params, Adam state, PRNG key, step)
+and ``meta`` (JSON: the config and the shape of every parameter). Restoring
+compares the saved shapes with the expected ones first, so a checkpoint of
+another architecture fails with a message that says what differs.
+"""
+import os
+from typing import Any
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+from flax import traverse_util
+
+from anml_jax.meta import MetaState
+
+
+class CheckpointError(RuntimeError):
+  """A checkpoint that is missing or does not fit; the message says why."""
+
+
+def param_shapes(params) -> dict:
+  """{'a/b/c': [shape...]} for every parameter leaf."""
+  flat = traverse_util.flatten_dict(params, sep="/")
+  return {k: list(np.shape(v)) for k, v in sorted(flat.items())}
+
+
+class Checkpointer:
+  """Keeps the last ``max_to_keep`` meta-states of a run under ``directory``."""
+
+  def __init__(self, directory: str, max_to_keep: int = 3):
+    self.directory = os.path.abspath(directory)
+    self._mngr = ocp.CheckpointManager(
+        self.directory,
+        options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep,
+                                             create=True))
+
+  def latest_step(self) -> int | None:
+    return self._mngr.latest_step()
+
+  def save(self, state: MetaState, config: dict) -> None:
+    step = int(state.step)
+    meta = {"config": config, "param_shapes": param_shapes(state.params),
+            "step": step}
+    self._mngr.save(step, args=ocp.args.Composite(
+        state=ocp.args.StandardSave(state._asdict()),
+        meta=ocp.args.JsonSave(meta)), force=True)
+    self._mngr.wait_until_finished()
+
+  def read_meta(self, step: int | None = None) -> dict:
+    step = self._resolve(step)
+    return self._mngr.restore(step, args=ocp.args.Composite(
+        meta=ocp.args.JsonRestore()))["meta"]
+
+  def restore(self, template: MetaState, step: int | None = None) -> tuple[MetaState, dict]:
+    """Restores into the structure of ``template`` (e.g. a fresh init_state).
+
+    Raises:
+      CheckpointError: no checkpoint, or its parameters differ in names or
+        shapes from ``template``'s (another architecture or config).
+    """
+    step = self._resolve(step)
+    meta = self.read_meta(step)
+    check_shapes(meta["param_shapes"], param_shapes(template.params),
+                 where=f"{self.directory}/{step}")
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template._asdict())
+    restored = self._mngr.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(abstract)))["state"]
+    return MetaState(**restored), meta
+
+  def _resolve(self, step):
+    step = self.latest_step() if step is None else step
+    if step is None or step not in self._mngr.all_steps():
+      raise CheckpointError(
+          f"no checkpoint{'' if step is None else f' at step {step}'} in "
+          f"{self.directory}; train one with train.py --workdir first.")
+    return step
+
+  def close(self):
+    self._mngr.close()
+
+
+def check_shapes(saved: dict, expected: dict, where: str) -> None:
+  """Raises CheckpointError listing what differs between two shape maps."""
+  if saved == expected:
+    return
+  missing = sorted(set(expected) - set(saved))
+  extra = sorted(set(saved) - set(expected))
+  changed = sorted(k for k in set(saved) & set(expected) if saved[k] != expected[k])
+  lines = [f"checkpoint {where} is of another architecture than the model "
+           "being built:"]
+  for k in changed[:5]:
+    lines.append(f"  {k}: saved {saved[k]}, expected {expected[k]}")
+  if missing:
+    lines.append(f"  missing in checkpoint: {', '.join(missing[:5])}")
+  if extra:
+    lines.append(f"  not in this model: {', '.join(extra[:5])}")
+  lines.append("Build the model with the config the checkpoint was trained with "
+               "(its config.json / --config and --method), or point to a "
+               "checkpoint of this architecture.")
+  raise CheckpointError("\n".join(lines))
+
+
+def to_host(tree: Any) -> Any:
+  return jax.tree.map(np.asarray, tree)

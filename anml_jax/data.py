@@ -1,0 +1,290 @@
+"""Omniglot as arrays, and on-device sampling of meta-training tasks.
+
+Two ways in, one result (:class:`Omniglot`):
+
+* ``source='zip'``: the original ``images_background.zip`` /
+  ``images_evaluation.zip`` read directly (no checksum is assumed, so repacked
+  copies work). This is what runs offline.
+* ``source='tfds'``: ``tensorflow_datasets``' ``omniglot`` builder (downloads).
+
+Images are preprocessed as the original ANML code does (PIL LANCZOS resize of
+the 105x105 drawing to 28x28, values in 0..255, then
+``(v - 0.92206 * 256) / (0.08426 * 256 * 256)``) and cached as uint8 so the
+PNGs are decoded once.
+
+Classes are ordered by (alphabet, character folder) name; the 20 drawings of a
+class by file name. The first 15 drawings of a class are its meta-test
+*train* images, the last 5 its held-out *test* images.
+"""
+import hashlib
+import io
+import os
+import re
+import zipfile
+from typing import Iterable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+IMAGE_SIZE = 28
+DRAWINGS = 20
+TRAIN_DRAWINGS = 15
+SETS = {"background": 964, "evaluation": 659}
+MEAN = 0.92206 * 256
+STD = 0.08426 * 256 * 256
+_CACHE_VERSION = 1
+_ENTRY = re.compile(r"(?:^|/)(images_background|images_evaluation)/([^/]+)/([^/]+)/([^/]+\.png)$")
+
+
+class DataError(RuntimeError):
+  """Missing or malformed Omniglot data; the message says how to fix it."""
+
+
+class Omniglot(NamedTuple):
+  """Both Omniglot sets as preprocessed arrays.
+
+  Attributes:
+    background: (964, 20, 28, 28, 1) float32, the meta-training side.
+    evaluation: (659, 20, 28, 28, 1) float32, the meta-test side.
+    background_names, evaluation_names: 'Alphabet/characterNN' per class.
+  """
+  background: np.ndarray
+  evaluation: np.ndarray
+  background_names: list
+  evaluation_names: list
+
+
+def preprocess(raw_uint8: np.ndarray) -> np.ndarray:
+  """uint8 (..., 28, 28) in 0..255 -> float32 (..., 28, 28, 1), normalised."""
+  return ((raw_uint8.astype(np.float32) - MEAN) / STD)[..., None]
+
+
+def _resize(png_bytes: bytes) -> np.ndarray:
+  from PIL import Image
+  with Image.open(io.BytesIO(png_bytes)) as im:
+    im = im.convert("L").resize((IMAGE_SIZE, IMAGE_SIZE), resample=Image.LANCZOS)
+    return np.asarray(im, dtype=np.uint8)
+
+
+def default_omniglot_dir() -> str:
+  """$ANML_OMNIGLOT_DIR, else ../shared/omniglot relative to the repo."""
+  env = os.environ.get("ANML_OMNIGLOT_DIR")
+  if env:
+    return env
+  repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  return os.path.join(os.path.dirname(repo), "shared", "omniglot")
+
+
+def default_cache_dir() -> str:
+  return os.environ.get("ANML_CACHE_DIR",
+                        os.path.join(os.path.expanduser("~"), ".cache", "anml_jax"))
+
+
+def _read_zip_set(path: str, set_name: str) -> tuple[np.ndarray, list]:
+  """One zip -> uint8 (classes, 20, 28, 28) and class names."""
+  try:
+    zf = zipfile.ZipFile(path)
+  except (OSError, zipfile.BadZipFile) as e:
+    raise DataError(
+        f"cannot read {path}: {e}. Replace it with an intact copy of Omniglot's "
+        f"{set_name} zip (github.com/brendenlake/omniglot, python/).") from e
+  groups: dict = {}
+  with zf:
+    for name in zf.namelist():
+      m = _ENTRY.search(name)
+      if m and m.group(1) == set_name:
+        groups.setdefault((m.group(2), m.group(3)), []).append(name)
+    expected = SETS[set_name.replace("images_", "")]
+    if len(groups) != expected:
+      raise DataError(
+          f"{path} holds {len(groups)} character folders under {set_name}/, "
+          f"expected {expected}. The zip is incomplete or not Omniglot's "
+          f"{set_name}.zip: replace it with the original.")
+    keys = sorted(groups)
+    out = np.empty((len(keys), DRAWINGS, IMAGE_SIZE, IMAGE_SIZE), np.uint8)
+    for c, key in enumerate(keys):
+      files = sorted(groups[key])
+      if len(files) != DRAWINGS:
+        raise DataError(f"{path}: {'/'.join(key)} has {len(files)} drawings, "
+                        f"expected {DRAWINGS}; the zip is damaged.")
+      for d, f in enumerate(files):
+        try:
+          out[c, d] = _resize(zf.read(f))
+        except Exception as e:  # PIL raises many types on corrupt data
+          raise DataError(f"{path}: cannot decode {f} ({e}); the zip is "
+                          "damaged, replace it with the original.") from e
+  return out, ["/".join(k) for k in keys]
+
+
+def _zip_paths(omniglot_dir: str) -> dict:
+  paths = {s: os.path.join(omniglot_dir, f"images_{s}.zip") for s in SETS}
+  missing = [p for p in paths.values() if not os.path.isfile(p)]
+  if missing:
+    raise DataError(
+        f"Omniglot not found: missing {', '.join(missing)}. Put "
+        "images_background.zip and images_evaluation.zip there, pass "
+        "--omniglot-dir (or set ANML_OMNIGLOT_DIR) to the folder holding them, "
+        "or use --data-source tfds to download through TFDS.")
+  return paths
+
+
+def _fingerprint(paths: Iterable[str]) -> str:
+  h = hashlib.sha256(str(_CACHE_VERSION).encode())
+  for p in sorted(paths):
+    with open(p, "rb") as f:
+      for chunk in iter(lambda: f.read(1 << 20), b""):
+        h.update(chunk)
+  return h.hexdigest()[:16]
+
+
+def examples_to_arrays(examples: Iterable[dict], num_classes: int) -> np.ndarray:
+  """TFDS-style examples -> uint8 (num_classes, 20, 28, 28).
+
+  Args:
+    examples: dicts with 'image' (105, 105, C) uint8 and 'label' int; labels
+      may be offset (TFDS numbers evaluation classes after background ones).
+    num_classes: expected number of distinct labels.
+  """
+  from PIL import Image
+  by_label: dict = {}
+  for ex in examples:
+    img = np.asarray(ex["image"])
+    img = img[..., 0] if img.ndim == 3 else img
+    im = Image.fromarray(img.astype(np.uint8), "L")
+    im = im.resize((IMAGE_SIZE, IMAGE_SIZE), resample=Image.LANCZOS)
+    by_label.setdefault(int(ex["label"]), []).append(np.asarray(im, np.uint8))
+  if len(by_label) != num_classes:
+    raise DataError(f"TFDS gave {len(by_label)} classes, expected {num_classes}.")
+  out = np.empty((num_classes, DRAWINGS, IMAGE_SIZE, IMAGE_SIZE), np.uint8)
+  for c, label in enumerate(sorted(by_label)):
+    if len(by_label[label]) != DRAWINGS:
+      raise DataError(f"TFDS class {label} has {len(by_label[label])} images, "
+                      f"expected {DRAWINGS}.")
+    out[c] = np.stack(by_label[label])
+  return out
+
+
+def _load_tfds(data_dir: str | None) -> tuple:
+  try:
+    import tensorflow_datasets as tfds
+  except ImportError as e:
+    raise DataError("--data-source tfds needs tensorflow-datasets and "
+                    "tensorflow: pip install tensorflow-datasets tensorflow") from e
+  arrays = []
+  for split, set_name in (("train", "background"), ("test", "evaluation")):
+    ds = tfds.as_numpy(tfds.load("omniglot", split=split, data_dir=data_dir))
+    arrays.append(examples_to_arrays(ds, SETS[set_name]))
+  names = [[f"class{c:04d}" for c in range(n)] for n in SETS.values()]
+  return arrays[0], arrays[1], names[0], names[1]
+
+
+def load_omniglot(omniglot_dir: str | None = None, *, source: str = "zip",
+                  cache_dir: str | None = None) -> Omniglot:
+  """Loads (and caches) both Omniglot sets.
+
+  Args:
+    omniglot_dir: folder with images_background.zip and images_evaluation.zip
+      (source='zip'); defaults to :func:`default_omniglot_dir`.
+    source: 'zip' (offline, reads the zips) or 'tfds' (downloads via TFDS).
+    cache_dir: where decoded arrays are kept; defaults to ~/.cache/anml_jax.
+
+  Returns:
+    :class:`Omniglot`.
+  """
+  cache_dir = cache_dir or default_cache_dir()
+  if source == "zip":
+    paths = _zip_paths(omniglot_dir or default_omniglot_dir())
+    tag = _fingerprint(paths.values())
+  elif source == "tfds":
+    paths, tag = None, "tfds"
+  else:
+    raise ValueError(f"data source must be 'zip' or 'tfds', got {source!r}")
+  cache = os.path.join(cache_dir, f"omniglot{IMAGE_SIZE}_{tag}.npz")
+  if os.path.isfile(cache):
+    with np.load(cache) as z:
+      bg, ev = z["background"], z["evaluation"]
+      bg_names, ev_names = list(z["background_names"]), list(z["evaluation_names"])
+  else:
+    if source == "zip":
+      bg, bg_names = _read_zip_set(paths["background"], "images_background")
+      ev, ev_names = _read_zip_set(paths["evaluation"], "images_evaluation")
+    else:
+      bg, ev, bg_names, ev_names = _load_tfds(cache_dir)
+    os.makedirs(cache_dir, exist_ok=True)
+    tmp = cache + f".tmp{os.getpid()}.npz"
+    np.savez(tmp, background=bg, evaluation=ev,
+             background_names=np.array(bg_names), evaluation_names=np.array(ev_names))
+    os.replace(tmp, cache)
+  return Omniglot(preprocess(bg), preprocess(ev), bg_names, ev_names)
+
+
+def synthetic_omniglot(key: int = 0, background: int = 30, evaluation: int = 20,
+                       noise: float = 0.3) -> Omniglot:
+  """Small learnable stand-in: each class is a fixed random stroke pattern
+  plus per-drawing noise, preprocessed like the real data. For tests/smoke."""
+  rng = np.random.default_rng(key)
+
+  def make(n):
+    protos = (rng.random((n, 1, IMAGE_SIZE, IMAGE_SIZE)) < 0.15).astype(np.float32)
+    flips = rng.random((n, DRAWINGS, IMAGE_SIZE, IMAGE_SIZE)) < noise * 0.1
+    raw = np.where(np.logical_xor(protos > 0, flips), 0, 255).astype(np.uint8)
+    return raw
+
+  bg, ev = make(background), make(evaluation)
+  return Omniglot(preprocess(bg), preprocess(ev),
+                  [f"synthetic/bg{c}" for c in range(background)],
+                  [f"synthetic/ev{c}" for c in range(evaluation)])
+
+
+class TaskBatch(NamedTuple):
+  """One meta-training task (leading meta-batch axis B when batched).
+
+  x_traj: (B, T, 28, 28, 1) one class's drawings, in inner-loop order.
+  y_traj: (B, T) its label.
+  x_rem: (B, R + T, 28, 28, 1) remember set (R random images of all meta-train
+    classes) followed by T drawings of the trajectory class again.
+  y_rem: (B, R + T) labels.
+  """
+  x_traj: jax.Array
+  y_traj: jax.Array
+  x_rem: jax.Array
+  y_rem: jax.Array
+
+
+def sample_tasks(key: jax.Array, images: jax.Array, *, meta_batch: int,
+                 traj_len: int, remember_size: int) -> TaskBatch:
+  """Samples a meta-batch of tasks on device (pure, jit-able).
+
+  As in the original: the trajectory is ``traj_len`` drawings of one class in
+  random order; the meta-loss batch is ``remember_size`` images drawn without
+  replacement from all meta-train images plus ``traj_len`` drawings of the
+  trajectory class. The B trajectory classes are distinct.
+
+  Args:
+    key: PRNG key.
+    images: (C, 20, 28, 28, 1) meta-train images; labels are class indices.
+  """
+  num_classes, drawings = images.shape[:2]
+  k_cls, k_traj, k_rem, k_again = jax.random.split(key, 4)
+  classes = jax.random.choice(k_cls, num_classes, (meta_batch,), replace=False)
+
+  def one(c, kt, kr, ka):
+    traj = jax.random.permutation(kt, drawings)[:traj_len]
+    again = jax.random.permutation(ka, drawings)[:traj_len]
+    flat = jax.random.choice(kr, num_classes * drawings, (remember_size,),
+                             replace=False)
+    rc, rd = flat // drawings, flat % drawings
+    x_rem = jnp.concatenate([images[rc, rd], images[c, again]])
+    y_rem = jnp.concatenate([rc, jnp.full((traj_len,), c)]).astype(jnp.int32)
+    return (images[c, traj], jnp.full((traj_len,), c, jnp.int32), x_rem, y_rem)
+
+  keys = [jax.random.split(k, meta_batch) for k in (k_traj, k_rem, k_again)]
+  return TaskBatch(*jax.vmap(one)(classes, *keys))
+
+
+def sample_iid_batch(key: jax.Array, images: jax.Array, batch: int):
+  """(batch, 28, 28, 1) images and (batch,) labels drawn uniformly (pretraining)."""
+  num_classes, drawings = images.shape[:2]
+  flat = jax.random.choice(key, num_classes * drawings, (batch,), replace=False)
+  return images[flat // drawings, flat % drawings], (flat // drawings).astype(jnp.int32)

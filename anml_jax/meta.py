@@ -1,0 +1,155 @@
+"""Meta-loss, meta-state and the jitted meta-training step.
+
+The meta-loss is the loss of the inner-loop-adapted network on the remember
+set (random images of all meta-train classes plus the trajectory class),
+differentiated through the whole inner trajectory with respect to the initial
+parameters of every network (second order unless ``first_order``).
+"""
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from anml_jax import data as data_lib
+from anml_jax import inner_loop
+from anml_jax.models import Network, reinit_head
+
+Params = Any
+
+
+class MetaState(NamedTuple):
+  """Everything a run needs to continue exactly.
+
+  params: meta-parameters. opt_state: Adam state. key: (2,) uint32 raw PRNG
+  key data. step: () int32, meta-steps taken.
+  """
+  params: Params
+  opt_state: Any
+  key: jax.Array
+  step: jax.Array
+
+
+def make_optimizer(cfg) -> optax.GradientTransformation:
+  return optax.adam(cfg.meta_lr)
+
+
+def init_state(cfg, net: Network) -> MetaState:
+  """Fresh meta-state from ``cfg.seed``."""
+  key = jax.random.key(cfg.seed)
+  k_init, k_run = jax.random.split(key)
+  params = net.init(k_init)
+  opt_state = make_optimizer(cfg).init(params)
+  return MetaState(params, opt_state, jax.random.key_data(k_run),
+                   jnp.zeros((), jnp.int32))
+
+
+def make_meta_loss(cfg, net: Network) -> Callable:
+  """Returns ``meta_loss(params, task) -> (loss, aux)`` for one unbatched task.
+
+  task: :class:`data.TaskBatch` without the meta-batch axis, i.e. x_traj
+  (T, 28, 28, 1), y_traj (T,), x_rem (R + T, 28, 28, 1), y_rem (R + T,).
+  aux: dict of scalars 'inner_loss' (mean over the trajectory), 'accuracy'
+  (remember set, after adaptation).
+  """
+  inner = inner_loop.make_inner_loop(
+      net, lr=cfg.inner_lr, inner_params=cfg.inner_params,
+      first_order=cfg.first_order, remat=cfg.remat, unroll=cfg.unroll)
+  static_ctx = inner_loop.context_is_static(net, cfg.inner_params)
+
+  def meta_loss(params, task):
+    t = task.x_traj.shape[0]
+    if static_ctx:
+      ctx = net.context(params, jnp.concatenate([task.x_traj, task.x_rem]))
+      ctx_traj, ctx_rem = ctx[:t], ctx[t:]
+    else:
+      ctx_traj = None
+    adapted, losses = inner(params, task.x_traj, task.y_traj, ctx_traj)
+    if not static_ctx:
+      ctx_rem = net.context(adapted, task.x_rem)
+    logits = net.predict(adapted, task.x_rem, ctx_rem)
+    loss = inner_loop.cross_entropy(logits, task.y_rem)
+    acc = jnp.mean(jnp.argmax(logits, -1) == task.y_rem)
+    return loss, {"inner_loss": losses.mean(), "accuracy": acc}
+
+  return meta_loss
+
+
+def make_meta_train_step(cfg, net: Network) -> Callable:
+  """Returns a pure ``step(state, images) -> (state, metrics)``; jit it.
+
+  images: (C, 20, 28, 28, 1) meta-train classes on device. One step samples a
+  meta-batch of ``cfg.meta_batch`` tasks, redraws the head rows of their
+  classes (``cfg.reset_head_rows``, as the original), averages the meta-loss
+  over tasks (vmap) and applies Adam. metrics: 'loss', 'inner_loss',
+  'accuracy', 'grad_norm', 'nm_grad_norm' (norm of the meta-gradient of the
+  context parameters, NM for ANML).
+  """
+  meta_loss = make_meta_loss(cfg, net)
+  opt = make_optimizer(cfg)
+
+  def batched_loss(params, tasks):
+    losses, aux = jax.vmap(meta_loss, in_axes=(None, 0))(params, tasks)
+    return losses.mean(), jax.tree.map(jnp.mean, aux)
+
+  def step(state: MetaState, images: jax.Array):
+    key = jax.random.wrap_key_data(state.key)
+    key, k_task, k_reset = jax.random.split(key, 3)
+    tasks = data_lib.sample_tasks(
+        k_task, images, meta_batch=cfg.meta_batch, traj_len=cfg.traj_len,
+        remember_size=cfg.remember_size)
+    params = state.params
+    if cfg.reset_head_rows:
+      params = reinit_head(params, net.head_path, k_reset, tasks.y_traj[:, 0])
+    (loss, aux), grads = jax.value_and_grad(batched_loss, has_aux=True)(
+        params, tasks)
+    updates, opt_state = opt.update(grads, state.opt_state, params)
+    params = optax.apply_updates(params, updates)
+    ctx_grads = [grads[k] for k in net.context_keys]
+    metrics = {"loss": loss, **aux, "grad_norm": optax.global_norm(grads),
+               "nm_grad_norm": optax.global_norm(ctx_grads)}
+    return MetaState(params, opt_state, jax.random.key_data(key),
+                     state.step + 1), metrics
+
+  return step
+
+
+def make_pretrain_step(cfg, net: Network) -> Callable:
+  """Supervised pretraining step (the pretrain-and-transfer baseline).
+
+  ``step(state, images) -> (state, metrics)``: one Adam step on
+  ``cfg.pretrain_batch`` i.i.d. images of the meta-train classes, all
+  parameters trained, cross-entropy on the class index.
+  """
+  opt = make_optimizer(cfg)
+
+  def loss_fn(params, x, y):
+    logits = net.apply(params, x)
+    return inner_loop.cross_entropy(logits, y), jnp.mean(logits.argmax(-1) == y)
+
+  def step(state: MetaState, images: jax.Array):
+    key = jax.random.wrap_key_data(state.key)
+    key, k_batch = jax.random.split(key)
+    x, y = data_lib.sample_iid_batch(k_batch, images, cfg.pretrain_batch)
+    (loss, acc), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        state.params, x, y)
+    updates, opt_state = opt.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    metrics = {"loss": loss, "accuracy": acc,
+               "grad_norm": optax.global_norm(grads)}
+    return MetaState(params, opt_state, jax.random.key_data(key),
+                     state.step + 1), metrics
+
+  return step
+
+
+def make_train_chunk(step_fn: Callable, num_steps: int) -> Callable:
+  """``chunk(state, images) -> (state, metrics)`` running ``num_steps`` steps
+  in one ``lax.scan`` (one dispatch, no host sync); metrics get a leading
+  (num_steps,) axis."""
+
+  def chunk(state, images):
+    return jax.lax.scan(lambda s, _: step_fn(s, images), state, None,
+                        length=num_steps)
+
+  return chunk

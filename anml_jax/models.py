@@ -1,0 +1,319 @@
+"""ANML's networks (NM and PLN), OML's (RLN and PLN), as Flax modules.
+
+A network is exposed as a :class:`Network` of pure functions over plain
+parameter dicts, split in two stages so that the part of the forward pass that
+the inner loop does not adapt can be computed once, batched, outside the
+sequential loop:
+
+* ``context(params, x)`` reads only ``params[k]`` for ``k in context_keys``
+  (ANML: the NM gate logits; OML: the RLN representation);
+* ``predict(params, x, ctx)`` gives the logits.
+
+``apply(params, x) == predict(params, x, context(params, x))``.
+
+Shapes: images are ``(B, 28, 28, 1)`` floats (see ``data.preprocess``); the
+single grey channel is tiled to ``in_channels`` as the original code's
+``convert('RGB')`` does. Logits are ``(B, num_outputs)``.
+"""
+from typing import Any, Callable, NamedTuple, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from anml_jax import gating
+
+Params = Any
+
+# torch.nn.init.kaiming_normal_ defaults: fan_in, gain sqrt(2), untruncated.
+kaiming_normal = jax.nn.initializers.variance_scaling(2.0, "fan_in", "normal")
+
+
+def resolve_conv_impl(impl: str) -> str:
+  """'auto' -> 'im2col' on CPU (faster there, see bench/), else 'xla'."""
+  if impl == "auto":
+    return "im2col" if jax.default_backend() == "cpu" else "xla"
+  if impl not in ("xla", "im2col"):
+    raise ValueError(f"conv_impl must be 'auto', 'xla' or 'im2col', got {impl!r}")
+  return impl
+
+
+def conv3x3(x: jax.Array, kernel: jax.Array, stride: int, impl: str) -> jax.Array:
+  """Valid 3x3 convolution.
+
+  Args:
+    x: (B, H, W, Cin).
+    kernel: (3, 3, Cin, Cout).
+    stride: spatial stride.
+    impl: 'xla' (lax.conv) or 'im2col' (9 shifted slices, one matmul).
+
+  Returns:
+    (B, (H - 3) // stride + 1, (W - 3) // stride + 1, Cout).
+  """
+  if impl == "xla":
+    return jax.lax.conv_general_dilated(
+        x, kernel, (stride, stride), "VALID",
+        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  _, h, w, cin = x.shape
+  ho, wo = (h - 3) // stride + 1, (w - 3) // stride + 1
+  patches = jnp.concatenate([
+      x[:, dy:dy + stride * (ho - 1) + 1:stride,
+        dx:dx + stride * (wo - 1) + 1:stride, :]
+      for dy in range(3) for dx in range(3)], axis=-1)
+  return patches @ kernel.reshape(9 * cin, -1)
+
+
+def max_pool_2x2(x: jax.Array) -> jax.Array:
+  """2x2 max-pool, stride 2, floor mode (B, H, W, C) -> (B, H//2, W//2, C)."""
+  b, h, w, c = x.shape
+  x = x[:, :2 * (h // 2), :2 * (w // 2)]
+  return x.reshape(b, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
+
+
+class Conv3x3(nn.Module):
+  """3x3 valid convolution with bias; kaiming-normal kernel, zero bias."""
+  features: int
+  stride: int = 1
+  impl: str = "xla"
+
+  @nn.compact
+  def __call__(self, x):
+    kernel = self.param("kernel", kaiming_normal,
+                        (3, 3, x.shape[-1], self.features))
+    bias = self.param("bias", nn.initializers.zeros, (self.features,))
+    return conv3x3(x, kernel, self.stride, self.impl) + bias
+
+
+class InstanceNorm(nn.Module):
+  """Per-image, per-channel normalisation over H and W with an affine map.
+
+  The original applies ``F.batch_norm(training=True)`` to one image at a time,
+  which is exactly this (biased variance, eps 1e-5).
+  """
+  eps: float = 1e-5
+
+  @nn.compact
+  def __call__(self, x):
+    c = x.shape[-1]
+    scale = self.param("scale", nn.initializers.ones, (c,))
+    bias = self.param("bias", nn.initializers.zeros, (c,))
+    mean = x.mean(axis=(-3, -2), keepdims=True)
+    var = jnp.square(x - mean).mean(axis=(-3, -2), keepdims=True)
+    return (x - mean) * jax.lax.rsqrt(var + self.eps) * scale + bias
+
+
+class ConvStack(nn.Module):
+  """ANML's trunk: 3 x (conv3x3 -> instance norm -> ReLU [-> max-pool 2x2]).
+
+  (B, 28, 28, C) -> (B, 3 * 3 * channels) with pools after blocks 1 and 2.
+  """
+  channels: int
+  pools: Sequence[bool] = (True, True, False)
+  impl: str = "xla"
+
+  @nn.compact
+  def __call__(self, x):
+    for i, pool in enumerate(self.pools):
+      x = Conv3x3(self.channels, impl=self.impl, name=f"conv{i + 1}")(x)
+      x = InstanceNorm(name=f"norm{i + 1}")(x)
+      x = nn.relu(x)
+      if pool:
+        x = max_pool_2x2(x)
+    return x.reshape(x.shape[0], -1)
+
+
+class Dense(nn.Module):
+  """Linear layer with kaiming-normal kernel (in, out) and zero bias."""
+  features: int
+
+  @nn.compact
+  def __call__(self, x):
+    return nn.Dense(self.features, kernel_init=kaiming_normal,
+                    bias_init=nn.initializers.zeros, name="linear")(x)
+
+
+class NeuromodulatoryNet(nn.Module):
+  """NM: ConvStack(nm_channels) -> Dense(gate_width); returns gate logits."""
+  channels: int = 112
+  gate_width: int = 2304
+  impl: str = "xla"
+
+  @nn.compact
+  def __call__(self, x):
+    h = ConvStack(self.channels, impl=self.impl, name="trunk")(x)
+    return Dense(self.gate_width, name="to_gate")(h)
+
+
+class OMLRepresentation(nn.Module):
+  """OML's RLN as in the ANML repo: 6 convs (strides 1,1,1,2,1,2) + ReLU."""
+  channels: int = 256
+  strides: Sequence[int] = (1, 1, 1, 2, 1, 2)
+  impl: str = "xla"
+
+  @nn.compact
+  def __call__(self, x):
+    for i, s in enumerate(self.strides):
+      x = nn.relu(Conv3x3(self.channels, s, self.impl, name=f"conv{i + 1}")(x))
+    return x.reshape(x.shape[0], -1)
+
+
+class OMLPredictor(nn.Module):
+  """OML's PLN: Dense(hidden) -> ReLU -> Dense(num_outputs) on the RLN output."""
+  hidden: int = 1024
+  num_outputs: int = 1000
+
+  @nn.compact
+  def __call__(self, h):
+    h = nn.relu(Dense(self.hidden, name="hidden")(h))
+    return Dense(self.num_outputs, name="head")(h)
+
+
+class Network(NamedTuple):
+  """A network as pure functions over a plain parameter dict.
+
+  Attributes:
+    name: 'anml' or 'oml'.
+    init: key -> params.
+    context: (params, x (B,28,28,1)) -> context (B, D); reads only
+      ``params[k]`` for k in ``context_keys``.
+    predict: (params, x (B,28,28,1), context (B, D)) -> logits (B, num_outputs).
+    context_keys: top-level parameter keys the context depends on.
+    head_path: path of the output layer's ``{'kernel', 'bias'}`` dict.
+  """
+  name: str
+  init: Callable[[jax.Array], Params]
+  context: Callable[[Params, jax.Array], jax.Array]
+  predict: Callable[[Params, jax.Array, jax.Array], jax.Array]
+  context_keys: tuple
+  head_path: tuple
+
+  def apply(self, params: Params, x: jax.Array) -> jax.Array:
+    """Full forward pass: (B, 28, 28, 1) -> (B, num_outputs) logits."""
+    return self.predict(params, x, self.context(params, x))
+
+
+def _output_width(module: nn.Module, probe: jax.Array) -> int:
+  """Feature width of ``module`` on ``probe``, computed abstractly (no FLOPs)."""
+  out = jax.eval_shape(
+      lambda: module.apply(module.init(jax.random.key(0), probe), probe))
+  return out.shape[-1]
+
+
+def _tile_channels(x: jax.Array, in_channels: int) -> jax.Array:
+  if x.ndim != 4 or x.shape[-1] != 1:
+    raise ValueError(f"expected images of shape (B, H, W, 1), got {x.shape}")
+  return jnp.broadcast_to(x, x.shape[:-1] + (in_channels,))
+
+
+def make_anml(*, nm_channels: int = 112, pln_channels: int = 256,
+              num_outputs: int = 1000, in_channels: int = 3,
+              image_size: int = 28, conv_impl: str = "auto") -> Network:
+  """ANML: NM gate logits (context) gate the PLN's flattened conv features.
+
+  Params: ``{'nm': {...}, 'pln': {'features': {...}, 'head': {'kernel': (D,
+  num_outputs), 'bias': (num_outputs,)}}}`` with D = 9 * pln_channels for 28px
+  input (2304 for the paper's sizes).
+  """
+  impl = resolve_conv_impl(conv_impl)
+  feat = ConvStack(pln_channels, impl=impl)
+  probe = jnp.zeros((1, image_size, image_size, in_channels))
+  width = _output_width(feat, probe)
+  nm = NeuromodulatoryNet(nm_channels, width, impl)
+  head = Dense(num_outputs)
+
+  def init(key):
+    k1, k2, k3 = jax.random.split(key, 3)
+    return {
+        "nm": nm.init(k1, probe)["params"],
+        "pln": {"features": feat.init(k2, probe)["params"],
+                "head": head.init(k3, jnp.zeros((1, width)))["params"]["linear"]},
+    }
+
+  def context(params, x):
+    return nm.apply({"params": params["nm"]}, _tile_channels(x, in_channels))
+
+  def predict(params, x, ctx):
+    h = feat.apply({"params": params["pln"]["features"]},
+                   _tile_channels(x, in_channels))
+    h = gating.gate(h, ctx)
+    return head.apply({"params": {"linear": params["pln"]["head"]}}, h)
+
+  return Network("anml", init, context, predict, ("nm",), ("pln", "head"))
+
+
+def make_oml(*, channels: int = 256, hidden: int = 1024,
+             num_outputs: int = 1000, in_channels: int = 3,
+             image_size: int = 28, conv_impl: str = "auto") -> Network:
+  """OML: RLN representation (context) feeds a 2-layer PLN.
+
+  Params: ``{'rln': {...}, 'pln': {'hidden': {'linear': ...}, 'head': {...}}}``.
+  """
+  impl = resolve_conv_impl(conv_impl)
+  rln = OMLRepresentation(channels, impl=impl)
+  probe = jnp.zeros((1, image_size, image_size, in_channels))
+  width = _output_width(rln, probe)
+  pln = OMLPredictor(hidden, num_outputs)
+
+  def init(key):
+    k1, k2 = jax.random.split(key)
+    p = pln.init(k2, jnp.zeros((1, width)))["params"]
+    return {"rln": rln.init(k1, probe)["params"],
+            "pln": {"hidden": p["hidden"]["linear"], "head": p["head"]["linear"]}}
+
+  def context(params, x):
+    return rln.apply({"params": params["rln"]}, _tile_channels(x, in_channels))
+
+  def predict(params, x, ctx):
+    del x
+    p = params["pln"]
+    return pln.apply({"params": {"hidden": {"linear": p["hidden"]},
+                                 "head": {"linear": p["head"]}}}, ctx)
+
+  return Network("oml", init, context, predict, ("rln",), ("pln", "head"))
+
+
+def make_network(arch: str, **kwargs) -> Network:
+  """'anml' or 'oml' -> :class:`Network`."""
+  if arch == "anml":
+    return make_anml(**kwargs)
+  if arch == "oml":
+    return make_oml(**kwargs)
+  raise ValueError(f"unknown architecture {arch!r}; use 'anml' or 'oml'")
+
+
+def reinit_head(params: Params, head_path: Sequence[str], key: jax.Array,
+                rows: jax.Array | None = None) -> Params:
+  """Re-draws output units of the head as the original code does.
+
+  Args:
+    params: parameter dict.
+    head_path: path of the head's ``{'kernel': (D, K), 'bias': (K,)}``.
+    key: PRNG key.
+    rows: (M,) int output units to redraw (weights only, bias kept), as
+      ``reset_classifer`` before each meta-step; ``None`` redraws the whole
+      kernel and zeroes the bias, as at the start of meta-test.
+
+  Returns:
+    params with the head replaced (other leaves shared, not copied).
+  """
+  head = params
+  for k in head_path:
+    head = head[k]
+  kernel = head["kernel"]
+  fan_in = kernel.shape[0]
+  std = jnp.sqrt(2.0 / fan_in).astype(kernel.dtype)
+  if rows is None:
+    new = {"kernel": std * jax.random.normal(key, kernel.shape, kernel.dtype),
+           "bias": jnp.zeros_like(head["bias"])}
+  else:
+    draw = std * jax.random.normal(key, (fan_in, rows.shape[0]), kernel.dtype)
+    new = {"kernel": kernel.at[:, rows].set(draw), "bias": head["bias"]}
+  return _replace_at(params, tuple(head_path), new)
+
+
+def _replace_at(tree: dict, path: tuple, value) -> dict:
+  if not path:
+    return value
+  out = dict(tree)
+  out[path[0]] = _replace_at(tree[path[0]], path[1:], value)
+  return out

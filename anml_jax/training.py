@@ -1,0 +1,147 @@
+"""The meta-training loop: jitted chunks of steps, logging, checkpoints.
+
+I/O lives here and in the entry points; the math is in ``meta``.
+"""
+import json
+import os
+import resource
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from anml_jax import checkpointing, configs, meta
+
+
+class TrainingDiverged(RuntimeError):
+  """A non-finite loss; the last good checkpoint is kept."""
+
+
+def device_peak_bytes() -> int | None:
+  stats = jax.devices()[0].memory_stats() or {}
+  return stats.get("peak_bytes_in_use")
+
+
+def host_peak_bytes() -> int:
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def make_step(cfg, net):
+  if cfg.method == "pretrain":
+    return meta.make_pretrain_step(cfg, net)
+  return meta.make_meta_train_step(cfg, net)
+
+
+class MetricsWriter:
+  """JSON lines (metrics.jsonl) plus TensorBoard event files (tb/)."""
+
+  def __init__(self, workdir: str):
+    self._f = open(os.path.join(workdir, "metrics.jsonl"), "a")
+    try:
+      from tensorboardX import SummaryWriter
+      self._tb = SummaryWriter(os.path.join(workdir, "tb"))
+    except ImportError:
+      self._tb = None
+
+  def write(self, step: int, scalars: dict):
+    self._f.write(json.dumps({"step": step, **scalars}) + "\n")
+    self._f.flush()
+    if self._tb is not None:
+      for k, v in scalars.items():
+        self._tb.add_scalar(f"train/{k}", v, step)
+
+  def close(self):
+    self._f.close()
+    if self._tb is not None:
+      self._tb.close()
+
+
+def train(cfg, workdir: str, images: np.ndarray, *, resume: bool = False,
+          progress: bool = True) -> meta.MetaState:
+  """Meta-trains (or pretrains) until ``cfg.steps``; returns the final state.
+
+  Args:
+    cfg: a validated config (see ``configs``).
+    workdir: run folder: config.json, metrics.jsonl, tb/, checkpoints/.
+    images: (C, 20, 28, 28, 1) meta-training images (C >= num_train_classes).
+    resume: continue from the latest checkpoint in ``workdir``.
+  """
+  configs.validate(cfg)
+  if images.shape[0] < cfg.num_train_classes:
+    raise ValueError(f"num_train_classes={cfg.num_train_classes} but the data "
+                     f"has only {images.shape[0]} meta-training classes")
+  os.makedirs(workdir, exist_ok=True)
+  net = configs.make_network_from_config(cfg)
+  ckpt = checkpointing.Checkpointer(os.path.join(workdir, "checkpoints"),
+                                    cfg.keep_checkpoints)
+  state = meta.init_state(cfg, net)
+  if ckpt.latest_step() is not None:
+    if not resume:
+      raise FileExistsError(
+          f"{workdir} already holds a run (checkpoint at step "
+          f"{ckpt.latest_step()}); pass --resume to continue it, or choose "
+          "another --workdir. Nothing was changed.")
+    state, _ = ckpt.restore(state)
+  with open(os.path.join(workdir, "config.json"), "w") as f:
+    f.write(cfg.to_json_best_effort(indent=2))
+
+  imgs = jax.device_put(jnp.asarray(images[:cfg.num_train_classes]))
+  step_fn = make_step(cfg, net)
+  compiled = {}
+
+  def chunk_for(n):
+    if n not in compiled:
+      t0 = time.perf_counter()
+      fn = jax.jit(meta.make_train_chunk(step_fn, n), donate_argnums=0)
+      compiled[n] = fn.lower(state, imgs).compile()
+      compiled[f"compile_s_{n}"] = time.perf_counter() - t0
+    return compiled[n]
+
+  writer = MetricsWriter(workdir)
+  start = int(state.step)
+  bar = None
+  if progress:
+    from tqdm import tqdm
+    bar = tqdm(total=cfg.steps, initial=start, unit="step", dynamic_ncols=True)
+  try:
+    while int(state.step) < cfg.steps:
+      n = min(cfg.log_every, cfg.steps - int(state.step))
+      fn = chunk_for(n)
+      before = int(state.step)
+      t0 = time.perf_counter()
+      state, metrics = fn(state, imgs)
+      metrics = jax.tree.map(np.asarray, metrics)
+      dt = time.perf_counter() - t0
+      bad = ~np.isfinite(metrics["loss"]) | ~np.isfinite(metrics["grad_norm"])
+      if bad.any():
+        first = before + int(np.argmax(bad)) + 1
+        last = ckpt.latest_step()
+        raise TrainingDiverged(
+            f"non-finite meta-loss at step {first}; stopped without saving. "
+            f"The last good checkpoint (step {last}) is kept in "
+            f"{ckpt.directory}. Lower meta_lr/inner_lr (e.g. --set "
+            "meta_lr=...) and resume.")
+      step = int(state.step)
+      scalars = {k: float(v.mean()) for k, v in metrics.items()}
+      scalars["steps_per_s"] = n / dt
+      if f"compile_s_{n}" in compiled:
+        scalars["compile_s"] = compiled.pop(f"compile_s_{n}")
+      writer.write(step, scalars)
+      if bar is not None:
+        bar.update(step - before)
+        bar.set_postfix(loss=f"{scalars['loss']:.3f}",
+                        acc=f"{scalars['accuracy']:.2f}")
+      if step % cfg.ckpt_every == 0 or step == cfg.steps:
+        ckpt.save(state, cfg.to_dict())
+    summary = {"final_step": int(state.step), "host_peak_bytes": host_peak_bytes(),
+               "device_peak_bytes": device_peak_bytes(),
+               "backend": jax.default_backend()}
+    with open(os.path.join(workdir, "summary.json"), "w") as f:
+      json.dump(summary, f, indent=2)
+  finally:
+    if bar is not None:
+      bar.close()
+    writer.close()
+    ckpt.close()
+  return state
