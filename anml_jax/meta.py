@@ -106,8 +106,8 @@ def make_meta_train_step(cfg, net: Network) -> Callable:
     updates, opt_state = opt.update(grads, state.opt_state, params)
     params = optax.apply_updates(params, updates)
     ctx_grads = [grads[k] for k in net.context_keys]
-    metrics = {"loss": loss, **aux, "grad_norm": optax.global_norm(grads),
-               "nm_grad_norm": optax.global_norm(ctx_grads)}
+    metrics = {"loss": loss, **aux, "grad_norm": optax.tree.norm(grads),
+               "nm_grad_norm": optax.tree.norm(ctx_grads)}
     return MetaState(params, opt_state, jax.random.key_data(key),
                      state.step + 1), metrics
 
@@ -136,7 +136,7 @@ def make_pretrain_step(cfg, net: Network) -> Callable:
     updates, opt_state = opt.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     metrics = {"loss": loss, "accuracy": acc,
-               "grad_norm": optax.global_norm(grads)}
+               "grad_norm": optax.tree.norm(grads)}
     return MetaState(params, opt_state, jax.random.key_data(key),
                      state.step + 1), metrics
 

@@ -1,0 +1,93 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from anml_jax import inner_loop
+from tests.conftest import tiny_anml, tiny_oml
+
+
+def _traj(t=4, k=7):
+  x = 0.05 * jax.random.normal(jax.random.key(1), (t, 28, 28, 1))
+  y = jnp.arange(t) % k
+  return x, y
+
+
+@pytest.mark.parametrize("make", [tiny_anml, tiny_oml])
+def test_scan_equals_python_loop(make):
+  net = make()
+  params = net.init(jax.random.key(0))
+  x, y = _traj()
+  inner = inner_loop.make_inner_loop(net, lr=0.1, inner_params=("pln",))
+  ctx = net.context(params, x)
+  got, losses = jax.jit(inner)(params, x, y, ctx)
+
+  p = params
+  ref_losses = []
+  for i in range(x.shape[0]):
+    def loss(pln):
+      q = {**p, "pln": pln}
+      return inner_loop.cross_entropy(net.apply(q, x[i:i + 1]), y[i:i + 1])
+    l, g = jax.value_and_grad(loss)(p["pln"])
+    ref_losses.append(l)
+    p = {**p, "pln": jax.tree.map(lambda a, b: a - 0.1 * b, p["pln"], g)}
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6),
+               got, p)
+  np.testing.assert_allclose(losses, jnp.stack(ref_losses), rtol=1e-5)
+
+
+def test_context_inside_scan_matches_precomputed_when_context_is_frozen():
+  net = tiny_anml()
+  params = net.init(jax.random.key(0))
+  x, y = _traj()
+  inner = inner_loop.make_inner_loop(net, lr=0.1, inner_params=("pln",))
+  a, _ = inner(params, x, y, net.context(params, x))
+  b, _ = inner(params, x, y, None)
+  jax.tree.map(lambda u, v: np.testing.assert_allclose(u, v, rtol=1e-5, atol=1e-6), a, b)
+
+
+def test_frozen_parameters_untouched_and_fast_ones_move():
+  net = tiny_anml()
+  params = net.init(jax.random.key(0))
+  x, y = _traj()
+  inner = inner_loop.make_inner_loop(net, lr=0.1, inner_params=("pln/head",))
+  adapted, _ = inner(params, x, y, net.context(params, x))
+  for k in ("nm",):
+    jax.tree.map(np.testing.assert_array_equal, adapted[k], params[k])
+  jax.tree.map(np.testing.assert_array_equal, adapted["pln"]["features"],
+               params["pln"]["features"])
+  assert not np.array_equal(adapted["pln"]["head"]["kernel"],
+                            params["pln"]["head"]["kernel"])
+
+
+def test_one_step_closed_form_for_the_head_bias():
+  # d CE / d bias = softmax(logits) - onehot(y): one SGD step is closed-form.
+  net = tiny_anml(num_outputs=5)
+  params = net.init(jax.random.key(3))
+  x, y = _traj(t=1, k=5)
+  inner = inner_loop.make_inner_loop(net, lr=0.7, inner_params=("pln/head/bias",))
+  adapted, _ = inner(params, x, y, net.context(params, x))
+  probs = jax.nn.softmax(net.apply(params, x)[0])
+  expected = params["pln"]["head"]["bias"] - 0.7 * (probs - jax.nn.one_hot(y[0], 5))
+  np.testing.assert_allclose(adapted["pln"]["head"]["bias"], expected, rtol=1e-5,
+                             atol=1e-7)
+
+
+def test_partition_rejects_unknown_prefix():
+  net = tiny_anml()
+  with pytest.raises(ValueError, match="matches no parameter"):
+    inner_loop.partition(net.init(jax.random.key(0)), ("plm",))
+
+
+def test_remat_and_unroll_do_not_change_results():
+  net = tiny_anml()
+  params = net.init(jax.random.key(0))
+  x, y = _traj()
+  ctx = net.context(params, x)
+  base, _ = inner_loop.make_inner_loop(net, lr=0.1, inner_params=("pln",))(
+      params, x, y, ctx)
+  for kw in ({"remat": True}, {"unroll": 4}):
+    other, _ = inner_loop.make_inner_loop(net, lr=0.1, inner_params=("pln",), **kw)(
+        params, x, y, ctx)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
+                 base, other)
