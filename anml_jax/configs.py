@@ -89,3 +89,36 @@ def make_network_from_config(c):
                             num_outputs=m.num_outputs, conv_impl=m.conv_impl)
   return models.make_oml(channels=m.oml_channels, hidden=m.oml_hidden,
                          num_outputs=m.num_outputs, conv_impl=m.conv_impl)
+
+
+# Meta-test learning rates of the original evaluate_classification.py (Adam).
+PAPER_LRS = (0.001, 0.0006, 0.0004, 0.00035, 0.0003, 0.00025, 0.0002, 0.00015,
+             0.0001, 0.00009, 0.00008, 0.00006, 0.00003, 0.00001)
+
+
+def get_eval_config(name: str = "default") -> ml_collections.ConfigDict:
+  """Meta-test protocol settings (sources in docs/fidelity.md)."""
+  if name not in NAMES + ("cpu",):
+    raise ValueError(f"unknown eval config {name!r}; choose default, cpu or smoke")
+  c = ml_collections.ConfigDict()
+  c.name = name
+  c.schedule = (10, 50, 75, 100, 200, 300, 400, 500, 600)
+  c.runs = 10                  # ANML README: --runs 10
+  c.search_runs = 10           # range(10) lr-search repetitions per N
+  c.lrs = PAPER_LRS
+  c.class_pool = 650           # keep = choice(range(650), N)
+  c.search_pool = 963          # lr search on meta-training-side classes
+  c.train_per_class = 15       # first 15 drawings train, last 5 test
+  c.seed = 222                 # evaluate_classification.py --seed default
+  c.eval_batch = 256
+  if name == "cpu":
+    c.schedule = (10, 50, 100)
+    c.runs = 3
+    c.search_runs = 2
+    c.lrs = (0.001, 0.0003, 0.0001, 0.00003)
+  if name == "smoke":
+    c.schedule = (3, 5)
+    c.runs = 2
+    c.search_runs = 2
+    c.lrs = (0.001, 0.0001)
+  return c

@@ -1,0 +1,175 @@
+"""Meta-test: sequential (continual) learning of unseen classes, evaluated.
+
+The protocol of the ANML paper and code: for a sample of N classes, reset the
+output layer, then learn the classes one after another, ``train_per_class``
+drawings each, one image per Adam step, a single pass; finally measure accuracy
+on all the drawings trained on (meta-test *train*) and on the held-out
+drawings of the same classes (meta-test *test*).
+
+The whole stream is one ``lax.scan``; runs (class samples) and learning rates
+are ``vmap``-ed; everything is jitted.
+"""
+from typing import Any, Callable, NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from anml_jax import inner_loop
+from anml_jax.models import Network, reinit_head
+
+Params = Any
+
+
+class StreamResult(NamedTuple):
+  """Accuracies with leading (R runs, L learning rates) axes.
+
+  train, test: (R, L) mean accuracy over all train / held-out images.
+  train_per_class, test_per_class: (R, L, N) accuracy per class, in the order
+  the classes were learned (position 0 = learned first).
+  """
+  train: jax.Array
+  test: jax.Array
+  train_per_class: jax.Array
+  test_per_class: jax.Array
+
+
+def split_drawings(images: jax.Array, classes: jax.Array, train_per_class: int):
+  """Gathers a stream's images.
+
+  Args:
+    images: (C, 20, ...) one Omniglot set.
+    classes: (N,) class indices in learning order.
+  Returns:
+    (x_train (N * k, ...), y_train (N * k,), x_test (N * (20 - k), ...),
+    y_test (N * (20 - k),)) with k = train_per_class; drawings [0, k) train,
+    [k, 20) held-out test. Labels are the class indices.
+  """
+  n, d = classes.shape[0], images.shape[1]
+  sel = images[classes]
+  x_tr = sel[:, :train_per_class].reshape((-1,) + sel.shape[2:])
+  x_te = sel[:, train_per_class:].reshape((-1,) + sel.shape[2:])
+  y_tr = jnp.repeat(classes, train_per_class)
+  y_te = jnp.repeat(classes, d - train_per_class)
+  return x_tr, y_tr.astype(jnp.int32), x_te, y_te.astype(jnp.int32)
+
+
+def make_stream_learner(net: Network, finetune_params: Sequence[str]) -> Callable:
+  """``learn(params, lr, x, y, ctx) -> params``: one pass of Adam(lr), batch 1.
+
+  x: (S, 28, 28, 1), y: (S,), ctx: (S, D) precomputed context or None (when
+  the context's parameters are fine-tuned too). Only ``finetune_params``
+  change. Adam as ``torch.optim.Adam`` defaults (betas 0.9/0.999, eps 1e-8).
+  """
+  prefixes = tuple(finetune_params)
+
+  def learn(params, lr, x, y, ctx):
+    fast, slow = inner_loop.partition(params, prefixes)
+    opt = optax.adam(lr)
+
+    def loss_fn(fast, xi, yi, ci):
+      p = inner_loop.merge(fast, slow)
+      c = net.context(p, xi) if ci is None else ci
+      return inner_loop.cross_entropy(net.predict(p, xi, c), yi)
+
+    def body(carry, xs):
+      fast, opt_state = carry
+      xi, yi, ci = xs
+      g = jax.grad(loss_fn)(fast, xi[None], yi[None],
+                            None if ci is None else ci[None])
+      updates, opt_state = opt.update(g, opt_state, fast)
+      return (optax.apply_updates(fast, updates), opt_state), None
+
+    (fast, _), _ = jax.lax.scan(body, (fast, opt.init(fast)), (x, y, ctx))
+    return inner_loop.merge(fast, slow)
+
+  return learn
+
+
+def predictions(net: Network, params: Params, x: jax.Array, ctx, batch: int = 256):
+  """(S,) argmax predictions, computed in batches of ``batch`` images."""
+  def one(args):
+    xi, ci = args
+    c = net.context(params, xi[None]) if ci is None else ci[None]
+    return jnp.argmax(net.predict(params, xi[None], c)[0])
+  return jax.lax.map(one, (x, ctx), batch_size=batch)
+
+
+def per_class_accuracy(pred: jax.Array, y: jax.Array, n: int) -> jax.Array:
+  """(S,) predictions and labels, grouped by class in contiguous blocks of
+  equal size -> (n,) accuracy per block."""
+  return (pred == y).reshape(n, -1).mean(axis=1)
+
+
+def make_stream_evaluator(net: Network, *, finetune_params: Sequence[str],
+                          train_per_class: int = 15, reset_head: bool = True,
+                          eval_batch: int = 256) -> Callable:
+  """Returns ``evaluate(params, keys, lrs, classes, images, ctx) -> StreamResult``.
+
+  Args (of the returned function):
+    params: the (meta-)trained parameters.
+    keys: (R,) PRNG keys, one per run (head re-initialisation).
+    lrs: (L,) learning rates, all tried on every run.
+    classes: (R, N) class indices of each run, in learning order.
+    images: (C, 20, 28, 28, 1) the Omniglot set the classes index.
+    ctx: (C, 20, D) context precomputed for every image, or None if the
+      context's parameters are fine-tuned (then it is recomputed per step).
+  """
+  learn = make_stream_learner(net, finetune_params)
+
+  def one_run_one_lr(params, lr, x_tr, y_tr, c_tr, x_te, y_te, c_te, n):
+    final = learn(params, lr, x_tr, y_tr, c_tr)
+    p_tr = predictions(net, final, x_tr, c_tr, eval_batch)
+    p_te = predictions(net, final, x_te, c_te, eval_batch)
+    return (jnp.mean(p_tr == y_tr), jnp.mean(p_te == y_te),
+            per_class_accuracy(p_tr, y_tr, n), per_class_accuracy(p_te, y_te, n))
+
+  def one_run(params, key, lrs, cls, images, ctx):
+    n = cls.shape[0]
+    if reset_head:
+      params = reinit_head(params, net.head_path, key)
+    x_tr, y_tr, x_te, y_te = split_drawings(images, cls, train_per_class)
+    if ctx is None:
+      c_tr = c_te = None
+    else:
+      c_tr, _, c_te, _ = split_drawings(ctx, cls, train_per_class)
+    f = lambda lr: one_run_one_lr(params, lr, x_tr, y_tr, c_tr, x_te, y_te, c_te, n)
+    return jax.vmap(f)(lrs)
+
+  def evaluate(params, keys, lrs, classes, images, ctx):
+    out = jax.vmap(one_run, in_axes=(None, 0, None, 0, None, None))(
+        params, keys, lrs, classes, images, ctx)
+    return StreamResult(*out)
+
+  return evaluate
+
+
+def compute_context(net: Network, params: Params, images: jax.Array,
+                    batch: int = 512) -> jax.Array:
+  """(C, 20, 28, 28, 1) -> (C, 20, D) context of every image, batched."""
+  flat = images.reshape((-1,) + images.shape[2:])
+  ctx = jax.lax.map(lambda x: net.context(params, x[None])[0], flat,
+                    batch_size=batch)
+  return ctx.reshape(images.shape[:2] + ctx.shape[1:])
+
+
+def choose_lr(lrs: Sequence[float], scores: np.ndarray) -> tuple[float, list]:
+  """The original's rule: each run votes for its best lr (first in list order
+  on ties), the most voted lr wins (the smallest on ties, as scipy's mode).
+
+  scores: (R, L). Returns (lr, votes per lr).
+  """
+  best = np.argmax(np.asarray(scores), axis=1)
+  votes = np.bincount(best, minlength=len(lrs))
+  top = np.flatnonzero(votes == votes.max())
+  winner = min(top, key=lambda i: lrs[i])
+  return float(lrs[winner]), votes.tolist()
+
+
+def sample_classes(rng: np.random.Generator, pool: int, n: int, runs: int) -> np.ndarray:
+  """(runs, n) distinct classes from range(pool) per run, sorted ascending as
+  the original's dataset order (it learns the kept classes by index)."""
+  if n > pool:
+    raise ValueError(f"cannot sample {n} classes from a pool of {pool}")
+  return np.stack([np.sort(rng.choice(pool, n, replace=False)) for _ in range(runs)])

@@ -1,0 +1,76 @@
+"""The meta-test driver: learning-rate search, final runs, result records."""
+import time
+from typing import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from anml_jax import continual, inner_loop
+from anml_jax.data import Omniglot
+from anml_jax.models import Network
+
+# What each method fine-tunes at meta-test (see docs/fidelity.md).
+FINETUNE = {"anml": ("pln",), "pretrain": ("pln",), "oml": ("pln",),
+            "scratch": ("nm", "pln")}
+
+
+def _summary(res: continual.StreamResult) -> dict:
+  tr, te = np.asarray(res.train[:, 0]), np.asarray(res.test[:, 0])
+  return {"train_mean": float(tr.mean()), "train_std": float(tr.std()),
+          "test_mean": float(te.mean()), "test_std": float(te.std()),
+          "train_runs": tr.tolist(), "test_runs": te.tolist()}
+
+
+def meta_test(method: str, net: Network, params, omniglot: Omniglot, ecfg,
+              finetune: Sequence[str] | None = None,
+              log: Callable[[str], None] = print) -> dict:
+  """Runs the meta-test protocol for every N in ``ecfg.schedule``.
+
+  For each N: (1) learning-rate search: ``search_runs`` streams of N classes
+  of the meta-training (background) set, every lr in ``ecfg.lrs``, scored on
+  the held-out drawings of those classes; the most voted lr wins; (2)
+  ``runs`` streams of N unseen evaluation-set classes with that lr, scored on
+  their training drawings (train) and held-out drawings (test). Evaluation-set
+  images never influence the lr.
+
+  Returns:
+    dict for ``reporting.write_results``.
+  """
+  finetune = tuple(finetune or FINETUNE[method])
+  static = inner_loop.context_is_static(net, finetune)
+  bg = jax.device_put(jnp.asarray(omniglot.background[:ecfg.search_pool]))
+  ev = jax.device_put(jnp.asarray(omniglot.evaluation[:ecfg.class_pool]))
+  t0 = time.perf_counter()
+  ctx_bg = continual.compute_context(net, params, bg) if static else None
+  ctx_ev = continual.compute_context(net, params, ev) if static else None
+  evaluate = jax.jit(continual.make_stream_evaluator(
+      net, finetune_params=finetune, train_per_class=ecfg.train_per_class,
+      eval_batch=ecfg.eval_batch))
+  rng = np.random.default_rng(ecfg.seed)
+  lrs = jnp.asarray(ecfg.lrs, jnp.float32)
+  per_n, forgetting = [], None
+  for n in ecfg.schedule:
+    tn = time.perf_counter()
+    keys = jax.random.split(jax.random.key(ecfg.seed * 1000 + n),
+                            ecfg.search_runs + ecfg.runs)
+    cls = continual.sample_classes(rng, ecfg.search_pool, n, ecfg.search_runs)
+    search = evaluate(params, keys[:ecfg.search_runs], lrs, jnp.asarray(cls), bg, ctx_bg)
+    lr, votes = continual.choose_lr(ecfg.lrs, np.asarray(search.test))
+    cls = continual.sample_classes(rng, ecfg.class_pool, n, ecfg.runs)
+    res = evaluate(params, keys[ecfg.search_runs:], jnp.asarray([lr], jnp.float32),
+                   jnp.asarray(cls), ev, ctx_ev)
+    row = {"classes": n, "lr": lr, "lr_votes": votes, **_summary(res),
+           "search_test_mean_per_lr": np.asarray(search.test).mean(0).tolist(),
+           "seconds": time.perf_counter() - tn}
+    per_n.append(row)
+    forgetting = {"classes": n,
+                  "test_per_class_mean": np.asarray(res.test_per_class[:, 0]).mean(0).tolist(),
+                  "train_per_class_mean": np.asarray(res.train_per_class[:, 0]).mean(0).tolist()}
+    log(f"{method:>9s} N={n:4d} lr={lr:<8g} train {100 * row['train_mean']:5.1f} "
+        f"± {100 * row['train_std']:4.1f}  test {100 * row['test_mean']:5.1f} "
+        f"± {100 * row['test_std']:4.1f}  ({row['seconds']:.1f}s)")
+  return {"method": method, "finetune": list(finetune), "protocol": ecfg.to_dict(),
+          "per_n": per_n, "forgetting": forgetting,
+          "seconds": time.perf_counter() - t0, "backend": jax.default_backend(),
+          "device": str(jax.devices()[0].device_kind)}

@@ -1,0 +1,80 @@
+"""Results files of a meta-test: JSON, CSV, a printed table and plots."""
+import csv
+import json
+import os
+from typing import Sequence
+
+
+def write_results(out_dir: str, results: dict) -> None:
+  """results.json and results.csv (one row per number of classes)."""
+  os.makedirs(out_dir, exist_ok=True)
+  with open(os.path.join(out_dir, "results.json"), "w") as f:
+    json.dump(results, f, indent=2)
+  with open(os.path.join(out_dir, "results.csv"), "w", newline="") as f:
+    w = csv.writer(f)
+    w.writerow(["method", "classes", "train_mean", "train_std", "test_mean",
+                "test_std", "lr", "runs"])
+    for row in results["per_n"]:
+      w.writerow([results["method"], row["classes"], row["train_mean"],
+                  row["train_std"], row["test_mean"], row["test_std"], row["lr"],
+                  len(row["test_runs"])])
+
+
+def table(results_list: Sequence[dict]) -> str:
+  """Markdown table: one row per (method, N) with mean ± std in percent."""
+  lines = ["| method | classes | meta-test train acc. % | meta-test test acc. % | lr |",
+           "|---|---|---|---|---|"]
+  for r in results_list:
+    for row in r["per_n"]:
+      lines.append(
+          f"| {r['method']} | {row['classes']} | "
+          f"{100 * row['train_mean']:.1f} ± {100 * row['train_std']:.1f} | "
+          f"{100 * row['test_mean']:.1f} ± {100 * row['test_std']:.1f} | "
+          f"{row['lr']:g} |")
+  return "\n".join(lines)
+
+
+def plot_curves(results_list: Sequence[dict], path: str) -> None:
+  """Accuracy vs number of classes (paper Fig. 2/3 style), train and test
+  panels, one line per method, error bars = std over runs."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+  for ax, split in zip(axes, ("train", "test")):
+    for r in results_list:
+      ns = [row["classes"] for row in r["per_n"]]
+      ax.errorbar(ns, [row[f"{split}_mean"] for row in r["per_n"]],
+                  yerr=[row[f"{split}_std"] for row in r["per_n"]],
+                  marker="o", capsize=3, label=r["method"])
+    ax.set_title(f"meta-test {split} accuracy")
+    ax.set_xlabel("number of classes learned sequentially")
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+  axes[0].set_ylabel("accuracy")
+  axes[1].legend()
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+
+
+def plot_forgetting(results_list: Sequence[dict], path: str) -> None:
+  """Per-class test accuracy after the longest stream vs the position at
+  which the class was learned (early classes low = forgetting)."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  fig, ax = plt.subplots(figsize=(7, 4))
+  for r in results_list:
+    curve = r["forgetting"]["test_per_class_mean"]
+    ax.plot(range(1, len(curve) + 1), curve, label=r["method"], lw=1)
+  n = results_list[0]["forgetting"]["classes"] if results_list else 0
+  ax.set_title(f"per-class test accuracy after learning {n} classes")
+  ax.set_xlabel("position of the class in the stream (1 = learned first)")
+  ax.set_ylabel("accuracy")
+  ax.set_ylim(0, 1)
+  ax.grid(alpha=0.3)
+  ax.legend()
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)

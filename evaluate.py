@@ -1,0 +1,118 @@
+"""Meta-test saved meta-parameters with the paper's protocol, and compare.
+
+  python evaluate.py --checkpoint runs/anml --out results/anml
+  python evaluate.py --scratch --out results/scratch
+  python evaluate.py --compare results/anml results/oml results/scratch --out results
+"""
+import argparse
+import json
+import os
+import sys
+
+import jax
+import ml_collections
+
+from anml_jax import checkpointing, configs, data, evaluation, meta, reporting
+
+
+def load_params(path: str, method: str | None):
+  """Restores the meta-parameters of a run folder (or its checkpoints/)."""
+  ckdir = os.path.join(path, "checkpoints")
+  ckdir = ckdir if os.path.isdir(ckdir) else path
+  ck = checkpointing.Checkpointer(ckdir)
+  try:
+    cfg = ml_collections.ConfigDict(ck.read_meta()["config"])
+    cfg.inner_params = tuple(cfg.inner_params)
+    if method and method != cfg.method:
+      raise checkpointing.CheckpointError(
+          f"{path} was trained with --method {cfg.method}, not {method}; drop "
+          "--method or point to a checkpoint of that method.")
+    net = configs.make_network_from_config(cfg)
+    state, m = ck.restore(meta.init_state(cfg, net))
+  finally:
+    ck.close()
+  return cfg, net, state.params, m["step"]
+
+
+def write_all(out: str, results_list: list) -> None:
+  os.makedirs(out, exist_ok=True)
+  reporting.plot_curves(results_list, os.path.join(out, "accuracy_vs_classes.png"))
+  reporting.plot_forgetting(results_list, os.path.join(out, "forgetting.png"))
+  with open(os.path.join(out, "table.md"), "w") as f:
+    f.write(reporting.table(results_list) + "\n")
+  print(reporting.table(results_list))
+
+
+def main(argv=None):
+  p = argparse.ArgumentParser(description=__doc__,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+  src = p.add_mutually_exclusive_group(required=True)
+  src.add_argument("--checkpoint", help="run folder written by train.py")
+  src.add_argument("--scratch", action="store_true",
+                   help="baseline: a freshly initialised ANML network")
+  src.add_argument("--compare", nargs="+", metavar="RESULTS_DIR",
+                   help="combine finished evaluations into one table and plots")
+  p.add_argument("--out", required=True, help="output folder")
+  p.add_argument("--method", choices=configs.METHODS, default=None,
+                 help="check that the checkpoint is of this method")
+  p.add_argument("--eval-config", default="default", choices=("default", "cpu", "smoke"))
+  p.add_argument("--model-config", default="default", choices=configs.NAMES,
+                 help="architecture of --scratch")
+  p.add_argument("--schedule", type=int, nargs="+", help="override the Ns")
+  p.add_argument("--runs", type=int)
+  p.add_argument("--search-runs", type=int)
+  p.add_argument("--lrs", type=float, nargs="+")
+  p.add_argument("--seed", type=int)
+  p.add_argument("--omniglot-dir", default=None)
+  p.add_argument("--data-source", default="zip", choices=("zip", "tfds", "synthetic"))
+  p.add_argument("--cache-dir", default=None)
+  args = p.parse_args(argv)
+
+  if args.compare:
+    try:
+      results = [json.load(open(os.path.join(d, "results.json"))) for d in args.compare]
+    except FileNotFoundError as e:
+      print(f"error: {e.filename} missing: run evaluate.py --out on that folder first",
+            file=sys.stderr)
+      return 1
+    write_all(args.out, results)
+    return 0
+
+  ecfg = configs.get_eval_config(args.eval_config)
+  for k in ("schedule", "runs", "search_runs", "lrs", "seed"):
+    v = getattr(args, k)
+    if v is not None:
+      ecfg[k] = tuple(v) if isinstance(v, list) else v
+  try:
+    if args.data_source == "synthetic":
+      omni = data.synthetic_omniglot()
+    else:
+      omni = data.load_omniglot(args.omniglot_dir, source=args.data_source,
+                                cache_dir=args.cache_dir)
+    ecfg.class_pool = min(ecfg.class_pool, omni.evaluation.shape[0])
+    ecfg.search_pool = min(ecfg.search_pool, omni.background.shape[0])
+    if max(ecfg.schedule) > min(ecfg.class_pool, ecfg.search_pool):
+      raise ValueError(f"schedule up to {max(ecfg.schedule)} classes but only "
+                       f"{ecfg.class_pool} evaluation / {ecfg.search_pool} "
+                       "search classes are available")
+    if args.scratch:
+      cfg = configs.get_config(args.model_config, "anml")
+      net = configs.make_network_from_config(cfg)
+      params, method, step = net.init(jax.random.key(cfg.seed)), "scratch", 0
+    else:
+      cfg, net, params, step = load_params(args.checkpoint, args.method)
+      method = cfg.method
+    results = evaluation.meta_test(method, net, params, omni, ecfg)
+  except (ValueError, data.DataError, checkpointing.CheckpointError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 1
+  results.update(checkpoint=args.checkpoint, checkpoint_step=step,
+                 model_config=cfg.to_dict())
+  reporting.write_results(args.out, results)
+  write_all(args.out, [results])
+  print(f"wrote {args.out}")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
