@@ -102,13 +102,15 @@ def main(argv=None):
     else:
       cfg, net, params, step = load_params(args.checkpoint, args.method)
       method = cfg.method
-    results = evaluation.meta_test(method, net, params, omni, ecfg)
+    extra = {"checkpoint": args.checkpoint, "checkpoint_step": step,
+             "model_config": cfg.to_dict()}
+    results = evaluation.meta_test(
+        method, net, params, omni, ecfg,
+        on_update=lambda r: reporting.write_results(args.out, {**r, **extra}))
   except (ValueError, data.DataError, checkpointing.CheckpointError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 1
-  results.update(checkpoint=args.checkpoint, checkpoint_step=step,
-                 model_config=cfg.to_dict())
-  reporting.write_results(args.out, results)
+  results.update(extra)
   write_all(args.out, [results])
   print(f"wrote {args.out}")
   return 0

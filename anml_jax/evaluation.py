@@ -24,7 +24,8 @@ def _summary(res: continual.StreamResult) -> dict:
 
 def meta_test(method: str, net: Network, params, omniglot: Omniglot, ecfg,
               finetune: Sequence[str] | None = None,
-              log: Callable[[str], None] = print) -> dict:
+              log: Callable[[str], None] = print,
+              on_update: Callable[[dict], None] | None = None) -> dict:
   """Runs the meta-test protocol for every N in ``ecfg.schedule``.
 
   For each N: (1) learning-rate search: ``search_runs`` streams of N classes
@@ -35,7 +36,8 @@ def meta_test(method: str, net: Network, params, omniglot: Omniglot, ecfg,
   images never influence the lr.
 
   Returns:
-    dict for ``reporting.write_results``.
+    dict for ``reporting.write_results``; ``on_update`` gets the partial
+    dict after every N (so an interrupted evaluation keeps what it finished).
   """
   finetune = tuple(finetune or FINETUNE[method])
   static = inner_loop.context_is_static(net, finetune)
@@ -49,7 +51,9 @@ def meta_test(method: str, net: Network, params, omniglot: Omniglot, ecfg,
       eval_batch=ecfg.eval_batch))
   rng = np.random.default_rng(ecfg.seed)
   lrs = jnp.asarray(ecfg.lrs, jnp.float32)
-  per_n, forgetting = [], None
+  out = {"method": method, "finetune": list(finetune), "protocol": ecfg.to_dict(),
+         "per_n": [], "forgetting": None, "backend": jax.default_backend(),
+         "device": str(jax.devices()[0].device_kind)}
   for n in ecfg.schedule:
     tn = time.perf_counter()
     keys = jax.random.split(jax.random.key(ecfg.seed * 1000 + n),
@@ -63,14 +67,14 @@ def meta_test(method: str, net: Network, params, omniglot: Omniglot, ecfg,
     row = {"classes": n, "lr": lr, "lr_votes": votes, **_summary(res),
            "search_test_mean_per_lr": np.asarray(search.test).mean(0).tolist(),
            "seconds": time.perf_counter() - tn}
-    per_n.append(row)
-    forgetting = {"classes": n,
+    out["per_n"].append(row)
+    out["forgetting"] = {"classes": n,
                   "test_per_class_mean": np.asarray(res.test_per_class[:, 0]).mean(0).tolist(),
                   "train_per_class_mean": np.asarray(res.train_per_class[:, 0]).mean(0).tolist()}
     log(f"{method:>9s} N={n:4d} lr={lr:<8g} train {100 * row['train_mean']:5.1f} "
         f"± {100 * row['train_std']:4.1f}  test {100 * row['test_mean']:5.1f} "
         f"± {100 * row['test_std']:4.1f}  ({row['seconds']:.1f}s)")
-  return {"method": method, "finetune": list(finetune), "protocol": ecfg.to_dict(),
-          "per_n": per_n, "forgetting": forgetting,
-          "seconds": time.perf_counter() - t0, "backend": jax.default_backend(),
-          "device": str(jax.devices()[0].device_kind)}
+    out["seconds"] = time.perf_counter() - t0
+    if on_update is not None:
+      on_update(out)
+  return out
