@@ -3,6 +3,7 @@
   python evaluate.py --checkpoint runs/anml --out results/anml
   python evaluate.py --scratch --out results/scratch
   python evaluate.py --compare results/anml results/oml results/scratch --out results
+  python evaluate.py --merge results/anml_a results/anml_b --out results/anml   # same run, more Ns
 """
 import argparse
 import json
@@ -12,7 +13,8 @@ import sys
 import jax
 import ml_collections
 
-from anml_jax import checkpointing, configs, data, evaluation, meta, reporting
+from anml_jax import (checkpointing, configs, data, evaluation, meta, reporting,
+                      sharding)
 
 
 def load_params(path: str, method: str | None):
@@ -52,6 +54,8 @@ def main(argv=None):
                    help="baseline: a freshly initialised ANML network")
   src.add_argument("--compare", nargs="+", metavar="RESULTS_DIR",
                    help="combine finished evaluations into one table and plots")
+  src.add_argument("--merge", nargs="+", metavar="RESULTS_DIR",
+                   help="join evaluations of one checkpoint done for different Ns")
   p.add_argument("--out", required=True, help="output folder")
   p.add_argument("--method", choices=configs.METHODS, default=None,
                  help="check that the checkpoint is of this method")
@@ -63,17 +67,29 @@ def main(argv=None):
   p.add_argument("--search-runs", type=int)
   p.add_argument("--lrs", type=float, nargs="+")
   p.add_argument("--seed", type=int)
+  p.add_argument("--finetune", nargs="+", metavar="PREFIX",
+                 help="parameter groups fine-tuned at meta-test (e.g. pln); "
+                      f"default per method: {evaluation.FINETUNE}")
+  p.add_argument("--shard", default="auto", choices=("auto", "off"),
+                 help="split the runs over all devices when there are several")
   p.add_argument("--omniglot-dir", default=None)
   p.add_argument("--data-source", default="zip", choices=("zip", "tfds", "synthetic"))
   p.add_argument("--cache-dir", default=None)
   args = p.parse_args(argv)
 
-  if args.compare:
+  if args.compare or args.merge:
     try:
-      results = [json.load(open(os.path.join(d, "results.json"))) for d in args.compare]
+      results = [json.load(open(os.path.join(d, "results.json")))
+                 for d in args.compare or args.merge]
+      if args.merge:
+        results = [reporting.merge_results(results)]
+        reporting.write_results(args.out, results[0])
     except FileNotFoundError as e:
       print(f"error: {e.filename} missing: run evaluate.py --out on that folder first",
             file=sys.stderr)
+      return 1
+    except ValueError as e:
+      print(f"error: {e}", file=sys.stderr)
       return 1
     write_all(args.out, results)
     return 0
@@ -104,8 +120,10 @@ def main(argv=None):
       method = cfg.method
     extra = {"checkpoint": args.checkpoint, "checkpoint_step": step,
              "model_config": cfg.to_dict()}
+    mesh = (sharding.make_mesh() if args.shard == "auto" and jax.device_count() > 1
+            else None)
     results = evaluation.meta_test(
-        method, net, params, omni, ecfg,
+        method, net, params, omni, ecfg, finetune=args.finetune, mesh=mesh,
         on_update=lambda r: reporting.write_results(args.out, {**r, **extra}))
   except (ValueError, data.DataError, checkpointing.CheckpointError) as e:
     print(f"error: {e}", file=sys.stderr)

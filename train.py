@@ -11,7 +11,9 @@ import json
 import os
 import sys
 
-from anml_jax import configs, data, training
+import jax
+
+from anml_jax import configs, data, reporting, sharding, training
 
 
 def parse_overrides(cfg, items):
@@ -59,7 +61,16 @@ def main(argv=None):
   p.add_argument("--cache-dir", default=None, help="decoded-array cache")
   p.add_argument("--seed-data", type=int, default=0, help=argparse.SUPPRESS)
   p.add_argument("--no-progress", action="store_true")
+  p.add_argument("--distributed", action="store_true",
+                 help="multi-host: call jax.distributed.initialize first (cluster "
+                      "auto-detected, or --coordinator/--num-processes/--process-id)")
+  p.add_argument("--coordinator", default=None, help="host:port of process 0")
+  p.add_argument("--num-processes", type=int, default=None)
+  p.add_argument("--process-id", type=int, default=None)
   args = p.parse_args(argv)
+  if args.distributed:
+    sharding.initialize_distributed(args.coordinator, args.num_processes,
+                                    args.process_id)
 
   saved = os.path.join(args.workdir, "config.json")
   if args.resume and os.path.isfile(saved):
@@ -75,6 +86,9 @@ def main(argv=None):
     images = load_images(args)
     training.train(cfg, args.workdir, images, resume=args.resume,
                    progress=not args.no_progress)
+    if jax.process_index() == 0:
+      reporting.plot_training(os.path.join(args.workdir, "metrics.jsonl"),
+                              os.path.join(args.workdir, "meta_training.png"))
   except (ValueError, FileExistsError, data.DataError,
           training.TrainingDiverged) as e:
     print(f"error: {e}", file=sys.stderr)

@@ -7,9 +7,11 @@ and the continual-learning evaluator.
 from anml_jax.continual import make_stream_evaluator
 from anml_jax.gating import gate, gated
 from anml_jax.inner_loop import make_inner_loop
-from anml_jax.meta import MetaState, init_state, make_meta_loss, make_meta_train_step
+from anml_jax.meta import (MetaState, init_state, make_meta_gradient, make_meta_loss,
+                           make_meta_train_step)
 from anml_jax.models import Network, make_anml, make_oml
 
 __all__ = ["gate", "gated", "make_anml", "make_oml", "Network", "make_inner_loop",
-           "MetaState", "init_state", "make_meta_loss", "make_meta_train_step",
+           "MetaState", "init_state", "make_meta_gradient", "make_meta_loss",
+           "make_meta_train_step",
            "make_stream_evaluator"]

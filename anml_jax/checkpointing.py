@@ -6,13 +6,13 @@ compares the saved shapes with the expected ones first, so a checkpoint of
 another architecture fails with a message that says what differs.
 """
 import os
-from typing import Any
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
 from flax import traverse_util
 
+from anml_jax import sharding
 from anml_jax.meta import MetaState
 
 
@@ -40,7 +40,7 @@ class Checkpointer:
     return self._mngr.latest_step()
 
   def save(self, state: MetaState, config: dict) -> None:
-    step = int(state.step)
+    step = int(sharding.to_host(state.step))
     meta = {"config": config, "param_shapes": param_shapes(state.params),
             "step": step}
     self._mngr.save(step, args=ocp.args.Composite(
@@ -100,7 +100,3 @@ def check_shapes(saved: dict, expected: dict, where: str) -> None:
                "(its config.json / --config and --method), or point to a "
                "checkpoint of this architecture.")
   raise CheckpointError("\n".join(lines))
-
-
-def to_host(tree: Any) -> Any:
-  return jax.tree.map(np.asarray, tree)

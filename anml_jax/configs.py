@@ -31,6 +31,7 @@ def get_config(name: str = "default", method: str = "anml") -> ml_collections.Co
   c.first_order = False
   c.remat = False
   c.unroll = 1                    # lax.scan unroll of the inner loop
+  c.shard = "auto"                # meta-batch over devices: auto | on | off
   c.reset_head_rows = True        # reset_classifer(class) before each step
   c.pretrain_batch = 64
   c.model = ml_collections.ConfigDict(dict(
@@ -78,6 +79,7 @@ def validate(c: ml_collections.ConfigDict) -> None:
   need(c.ckpt_every % c.log_every == 0,
        f"ckpt_every={c.ckpt_every} must be a multiple of log_every={c.log_every}")
   need(len(c.inner_params) >= 1, "inner_params must name at least one prefix")
+  need(c.shard in ("auto", "on", "off"), f"shard={c.shard!r} must be auto, on or off")
 
 
 def make_network_from_config(c):
@@ -110,12 +112,15 @@ def get_eval_config(name: str = "default") -> ml_collections.ConfigDict:
   c.search_pool = 963          # lr search on meta-training-side classes
   c.train_per_class = 15       # first 15 drawings train, last 5 test
   c.seed = 222                 # evaluate_classification.py --seed default
-  c.eval_batch = 256
-  if name == "cpu":
+  # Images predicted at once per device, summed over the streams run in
+  # parallel (runs x lrs): bounds the meta-test memory (bench/README.md).
+  c.eval_images = 2048
+  if name == "cpu":               # reduced protocol for a 2-core CPU
     c.schedule = (10, 50, 100)
-    c.runs = 3
-    c.search_runs = 2
-    c.lrs = (0.001, 0.0003, 0.0001, 0.00003)
+    c.runs = 2
+    c.search_runs = 1
+    c.lrs = (0.001, 0.0003, 0.0001)
+    c.eval_images = 768
   if name == "smoke":
     c.schedule = (3, 5)
     c.runs = 2

@@ -6,12 +6,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from anml_jax import continual, inner_loop
+from anml_jax import continual, inner_loop, sharding
 from anml_jax.data import Omniglot
 from anml_jax.models import Network
 
-# What each method fine-tunes at meta-test (see docs/fidelity.md).
-FINETUNE = {"anml": ("pln",), "pretrain": ("pln",), "oml": ("pln",),
+# What each method fine-tunes at meta-test (see docs/fidelity.md): ANML and its
+# pretrain/scratch counterparts everything, as the original's README command
+# (``--rln 0``); OML its PLN (RLN frozen), as Javed & White.
+FINETUNE = {"anml": ("nm", "pln"), "pretrain": ("nm", "pln"), "oml": ("pln",),
             "scratch": ("nm", "pln")}
 
 
@@ -22,10 +24,38 @@ def _summary(res: continual.StreamResult) -> dict:
           "train_runs": tr.tolist(), "test_runs": te.tolist()}
 
 
+def stream_eval_batch(eval_images: int, runs: int, lrs: int, devices: int = 1) -> int:
+  """Per-stream prediction batch so that about ``eval_images`` images are in
+  flight per device when ``runs`` x ``lrs`` streams run in parallel, the runs
+  split over ``devices``. The memory of one meta-test call grows with this
+  product, by about 3.7 MB per image in flight at the paper's sizes, plus about
+  0.1 GB per stream (bench/README.md)."""
+  return max(1, eval_images // (-(-runs // devices) * lrs))
+
+
+def _sharded_runs(evaluate: Callable, mesh) -> Callable:
+  """Wraps ``evaluate`` so that its runs axis is split over ``mesh``: the runs
+  are padded (repeating runs) to a multiple of the device count, the padding's
+  results dropped."""
+  if mesh is None:
+    return evaluate
+
+  def run(params, keys, lrs, classes, images, ctx):
+    r = keys.shape[0]
+    idx = np.arange(r + (-r) % mesh.size) % r
+    keys, classes = jax.device_put((keys[idx], classes[idx]),
+                                   sharding.batch_sharded(mesh))
+    res = evaluate(params, keys, lrs, classes, images, ctx)
+    return jax.tree.map(lambda a: a[:r], res)
+
+  return run
+
+
 def meta_test(method: str, net: Network, params, omniglot: Omniglot, ecfg,
               finetune: Sequence[str] | None = None,
               log: Callable[[str], None] = print,
-              on_update: Callable[[dict], None] | None = None) -> dict:
+              on_update: Callable[[dict], None] | None = None,
+              mesh=None) -> dict:
   """Runs the meta-test protocol for every N in ``ecfg.schedule``.
 
   For each N: (1) learning-rate search: ``search_runs`` streams of N classes
@@ -35,25 +65,38 @@ def meta_test(method: str, net: Network, params, omniglot: Omniglot, ecfg,
   their training drawings (train) and held-out drawings (test). Evaluation-set
   images never influence the lr.
 
+  ``mesh`` (:func:`sharding.make_mesh`) splits the runs over its devices.
+
   Returns:
     dict for ``reporting.write_results``; ``on_update`` gets the partial
     dict after every N (so an interrupted evaluation keeps what it finished).
   """
   finetune = tuple(finetune or FINETUNE[method])
   static = inner_loop.context_is_static(net, finetune)
-  bg = jax.device_put(jnp.asarray(omniglot.background[:ecfg.search_pool]))
-  ev = jax.device_put(jnp.asarray(omniglot.evaluation[:ecfg.class_pool]))
+  bg = jnp.asarray(omniglot.background[:ecfg.search_pool])
+  ev = jnp.asarray(omniglot.evaluation[:ecfg.class_pool])
+  if mesh is not None:
+    params, bg, ev = sharding.replicate((params, bg, ev), mesh)
   t0 = time.perf_counter()
   ctx_bg = continual.compute_context(net, params, bg) if static else None
   ctx_ev = continual.compute_context(net, params, ev) if static else None
-  evaluate = jax.jit(continual.make_stream_evaluator(
-      net, finetune_params=finetune, train_per_class=ecfg.train_per_class,
-      eval_batch=ecfg.eval_batch))
+  devices = 1 if mesh is None else mesh.size
+  evaluators = {}
+
+  def evaluate(params, keys, lrs, classes, images, ctx):
+    b = stream_eval_batch(ecfg.eval_images, keys.shape[0], lrs.shape[0], devices)
+    if b not in evaluators:
+      evaluators[b] = _sharded_runs(jax.jit(continual.make_stream_evaluator(
+          net, finetune_params=finetune, train_per_class=ecfg.train_per_class,
+          eval_batch=b)), mesh)
+    return evaluators[b](params, keys, lrs, classes, images, ctx)
+
   rng = np.random.default_rng(ecfg.seed)
   lrs = jnp.asarray(ecfg.lrs, jnp.float32)
   out = {"method": method, "finetune": list(finetune), "protocol": ecfg.to_dict(),
          "per_n": [], "forgetting": None, "backend": jax.default_backend(),
-         "device": str(jax.devices()[0].device_kind)}
+         "device": str(jax.devices()[0].device_kind),
+         "devices": devices}
   for n in ecfg.schedule:
     tn = time.perf_counter()
     keys = jax.random.split(jax.random.key(ecfg.seed * 1000 + n),

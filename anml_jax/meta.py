@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import optax
 
 from anml_jax import data as data_lib
-from anml_jax import inner_loop
+from anml_jax import inner_loop, sharding
 from anml_jax.models import Network, reinit_head
 
 Params = Any
@@ -75,34 +75,57 @@ def make_meta_loss(cfg, net: Network) -> Callable:
   return meta_loss
 
 
-def make_meta_train_step(cfg, net: Network) -> Callable:
-  """Returns a pure ``step(state, images) -> (state, metrics)``; jit it.
+def make_meta_gradient(cfg, net: Network, mesh=None) -> Callable:
+  """Returns a pure ``meta_gradient(params, key, images) -> (params, grads,
+  loss, aux)``: samples a meta-batch of ``cfg.meta_batch`` tasks with ``key``,
+  redraws the head rows of their classes (``cfg.reset_head_rows``, as the
+  original), and differentiates the meta-loss averaged over tasks (vmap).
 
-  images: (C, 20, 28, 28, 1) meta-train classes on device. One step samples a
-  meta-batch of ``cfg.meta_batch`` tasks, redraws the head rows of their
-  classes (``cfg.reset_head_rows``, as the original), averages the meta-loss
-  over tasks (vmap) and applies Adam. metrics: 'loss', 'inner_loss',
-  'accuracy', 'grad_norm', 'nm_grad_norm' (norm of the meta-gradient of the
-  context parameters, NM for ANML).
+  images: (C, 20, 28, 28, 1) meta-train classes on device. The returned
+  ``params`` are the input with the head rows redrawn (the point at which
+  ``grads`` were taken).
+
+  mesh: optional :func:`sharding.make_mesh`; the sampled tasks are split over
+  its devices (``cfg.meta_batch`` must be a multiple of its size), params and
+  images are expected replicated. The result equals the one-device gradient
+  up to float summation order.
   """
+  sharding.check_divisible(cfg.meta_batch, mesh, "meta_batch")
   meta_loss = make_meta_loss(cfg, net)
-  opt = make_optimizer(cfg)
 
   def batched_loss(params, tasks):
     losses, aux = jax.vmap(meta_loss, in_axes=(None, 0))(params, tasks)
     return losses.mean(), jax.tree.map(jnp.mean, aux)
 
-  def step(state: MetaState, images: jax.Array):
-    key = jax.random.wrap_key_data(state.key)
-    key, k_task, k_reset = jax.random.split(key, 3)
+  def meta_gradient(params, key, images):
+    k_task, k_reset = jax.random.split(key)
     tasks = data_lib.sample_tasks(
         k_task, images, meta_batch=cfg.meta_batch, traj_len=cfg.traj_len,
         remember_size=cfg.remember_size)
-    params = state.params
+    tasks = sharding.constrain_batch(tasks, mesh)
     if cfg.reset_head_rows:
       params = reinit_head(params, net.head_path, k_reset, tasks.y_traj[:, 0])
     (loss, aux), grads = jax.value_and_grad(batched_loss, has_aux=True)(
         params, tasks)
+    return params, grads, loss, aux
+
+  return meta_gradient
+
+
+def make_meta_train_step(cfg, net: Network, mesh=None) -> Callable:
+  """Returns a pure ``step(state, images) -> (state, metrics)``; jit it.
+
+  One Adam step on the meta-gradient of :func:`make_meta_gradient` (same
+  ``images`` and ``mesh``). metrics: 'loss', 'inner_loss', 'accuracy'
+  (remember set after the inner loop), 'grad_norm', 'nm_grad_norm' (norm of
+  the meta-gradient of the context parameters, NM for ANML).
+  """
+  meta_gradient = make_meta_gradient(cfg, net, mesh)
+  opt = make_optimizer(cfg)
+
+  def step(state: MetaState, images: jax.Array):
+    key, k_step = jax.random.split(jax.random.wrap_key_data(state.key))
+    params, grads, loss, aux = meta_gradient(state.params, k_step, images)
     updates, opt_state = opt.update(grads, state.opt_state, params)
     params = optax.apply_updates(params, updates)
     ctx_grads = [grads[k] for k in net.context_keys]
@@ -114,13 +137,15 @@ def make_meta_train_step(cfg, net: Network) -> Callable:
   return step
 
 
-def make_pretrain_step(cfg, net: Network) -> Callable:
+def make_pretrain_step(cfg, net: Network, mesh=None) -> Callable:
   """Supervised pretraining step (the pretrain-and-transfer baseline).
 
   ``step(state, images) -> (state, metrics)``: one Adam step on
   ``cfg.pretrain_batch`` i.i.d. images of the meta-train classes, all
-  parameters trained, cross-entropy on the class index.
+  parameters trained, cross-entropy on the class index. ``mesh`` splits the
+  batch over devices as in :func:`make_meta_train_step`.
   """
+  sharding.check_divisible(cfg.pretrain_batch, mesh, "pretrain_batch")
   opt = make_optimizer(cfg)
 
   def loss_fn(params, x, y):
@@ -131,6 +156,7 @@ def make_pretrain_step(cfg, net: Network) -> Callable:
     key = jax.random.wrap_key_data(state.key)
     key, k_batch = jax.random.split(key)
     x, y = data_lib.sample_iid_batch(k_batch, images, cfg.pretrain_batch)
+    x, y = sharding.constrain_batch((x, y), mesh)
     (loss, acc), grads = jax.value_and_grad(loss_fn, has_aux=True)(
         state.params, x, y)
     updates, opt_state = opt.update(grads, state.opt_state, state.params)

@@ -20,6 +20,35 @@ def write_results(out_dir: str, results: dict) -> None:
                   len(row["test_runs"])])
 
 
+def merge_results(parts: Sequence[dict]) -> dict:
+  """Joins evaluations of one checkpoint and protocol done for different
+  numbers of classes (e.g. an interrupted run resumed with ``--schedule``).
+
+  Raises ValueError if the parts differ in method, checkpoint, fine-tuned
+  parameters or protocol (other than the schedule), or repeat an N.
+  """
+  keys = ("method", "finetune", "checkpoint", "checkpoint_step")
+  first = parts[0]
+  proto = {k: v for k, v in first["protocol"].items() if k != "schedule"}
+  for p in parts[1:]:
+    for k in keys:
+      if p.get(k) != first.get(k):
+        raise ValueError(f"cannot merge: {k} differs ({first.get(k)!r} vs {p.get(k)!r})")
+    other = {k: v for k, v in p["protocol"].items() if k != "schedule"}
+    if other != proto:
+      raise ValueError("cannot merge: the protocols differ (other than the schedule)")
+  rows = [row for p in parts for row in p["per_n"]]
+  ns = [row["classes"] for row in rows]
+  if len(set(ns)) != len(ns):
+    raise ValueError(f"cannot merge: some N appear twice ({sorted(ns)})")
+  rows.sort(key=lambda row: row["classes"])
+  longest = max(parts, key=lambda p: p["forgetting"]["classes"])
+  merged = {**first, "per_n": rows, "forgetting": longest["forgetting"],
+            "seconds": sum(p.get("seconds", 0.0) for p in parts)}
+  merged["protocol"] = {**first["protocol"], "schedule": sorted(ns)}
+  return merged
+
+
 def table(results_list: Sequence[dict]) -> str:
   """Markdown table: one row per (method, N) with mean ± std in percent."""
   lines = ["| method | classes | meta-test train acc. % | meta-test test acc. % | lr |",
@@ -75,6 +104,30 @@ def plot_forgetting(results_list: Sequence[dict], path: str) -> None:
   ax.set_ylim(0, 1)
   ax.grid(alpha=0.3)
   ax.legend()
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+
+
+def plot_training(metrics_path: str, path: str) -> None:
+  """Meta-training curve from a run's metrics.jsonl: loss and remember-set
+  accuracy (after the inner loop) against the step."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  with open(metrics_path) as f:
+    rows = [json.loads(line) for line in f if line.strip()]
+  steps = [r["step"] for r in rows]
+  fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+  a.plot(steps, [r["loss"] for r in rows], lw=1)
+  a.set_yscale("log")
+  a.set_title("meta-loss")
+  b.plot(steps, [r["accuracy"] for r in rows], lw=1)
+  b.set_ylim(0, 1)
+  b.set_title("training accuracy (remember set after the inner loop)")
+  for ax in (a, b):
+    ax.set_xlabel("step")
+    ax.grid(alpha=0.3)
   fig.tight_layout()
   fig.savefig(path, dpi=120)
   plt.close(fig)

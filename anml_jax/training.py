@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from anml_jax import checkpointing, configs, meta
+from anml_jax import checkpointing, configs, meta, sharding
 
 
 class TrainingDiverged(RuntimeError):
@@ -27,10 +27,10 @@ def host_peak_bytes() -> int:
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def make_step(cfg, net):
+def make_step(cfg, net, mesh=None):
   if cfg.method == "pretrain":
-    return meta.make_pretrain_step(cfg, net)
-  return meta.make_meta_train_step(cfg, net)
+    return meta.make_pretrain_step(cfg, net, mesh)
+  return meta.make_meta_train_step(cfg, net, mesh)
 
 
 class MetricsWriter:
@@ -66,16 +66,26 @@ def train(cfg, workdir: str, images: np.ndarray, *, resume: bool = False,
     workdir: run folder: config.json, metrics.jsonl, tb/, checkpoints/.
     images: (C, 20, 28, 28, 1) meta-training images (C >= num_train_classes).
     resume: continue from the latest checkpoint in ``workdir``.
+
+  With several devices (``cfg.shard``) the meta-batch is split over all of
+  them and the state replicated; with several processes (after
+  ``sharding.initialize_distributed``) process 0 writes the logs and every
+  process takes part in checkpointing.
   """
   configs.validate(cfg)
   if images.shape[0] < cfg.num_train_classes:
     raise ValueError(f"num_train_classes={cfg.num_train_classes} but the data "
                      f"has only {images.shape[0]} meta-training classes")
+  batch = cfg.pretrain_batch if cfg.method == "pretrain" else cfg.meta_batch
+  mesh = sharding.mesh_for_batch(cfg.shard, batch, "meta_batch")
+  main_process = jax.process_index() == 0
   os.makedirs(workdir, exist_ok=True)
   net = configs.make_network_from_config(cfg)
   ckpt = checkpointing.Checkpointer(os.path.join(workdir, "checkpoints"),
                                     cfg.keep_checkpoints)
   state = meta.init_state(cfg, net)
+  if mesh is not None:
+    state = sharding.replicate(state, mesh)
   if ckpt.latest_step() is not None:
     if not resume:
       raise FileExistsError(
@@ -83,35 +93,41 @@ def train(cfg, workdir: str, images: np.ndarray, *, resume: bool = False,
           f"{ckpt.latest_step()}); pass --resume to continue it, or choose "
           "another --workdir. Nothing was changed.")
     state, _ = ckpt.restore(state)
-  with open(os.path.join(workdir, "config.json"), "w") as f:
-    f.write(cfg.to_json_best_effort(indent=2))
+  if main_process:
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+      f.write(cfg.to_json_best_effort(indent=2))
 
-  imgs = jax.device_put(jnp.asarray(images[:cfg.num_train_classes]))
-  step_fn = make_step(cfg, net)
+  imgs = np.asarray(images[:cfg.num_train_classes])
+  imgs = (jax.device_put(jnp.asarray(imgs)) if mesh is None
+          else sharding.replicate(imgs, mesh))
+  step_fn = make_step(cfg, net, mesh)
+  out_sharding = None if mesh is None else sharding.replicated(mesh)
   compiled = {}
 
   def chunk_for(n):
     if n not in compiled:
       t0 = time.perf_counter()
-      fn = jax.jit(meta.make_train_chunk(step_fn, n), donate_argnums=0)
+      fn = jax.jit(meta.make_train_chunk(step_fn, n), donate_argnums=0,
+                   out_shardings=out_sharding)
       compiled[n] = fn.lower(state, imgs).compile()
       compiled[f"compile_s_{n}"] = time.perf_counter() - t0
     return compiled[n]
 
-  writer = MetricsWriter(workdir)
-  start = int(state.step)
+  writer = MetricsWriter(workdir) if main_process else None
+  start = int(sharding.to_host(state.step))
   bar = None
-  if progress:
+  if progress and main_process:
     from tqdm import tqdm
     bar = tqdm(total=cfg.steps, initial=start, unit="step", dynamic_ncols=True)
   try:
-    while int(state.step) < cfg.steps:
-      n = min(cfg.log_every, cfg.steps - int(state.step))
+    step = start
+    while step < cfg.steps:
+      n = min(cfg.log_every, cfg.steps - step)
       fn = chunk_for(n)
-      before = int(state.step)
+      before = step
       t0 = time.perf_counter()
       state, metrics = fn(state, imgs)
-      metrics = jax.tree.map(np.asarray, metrics)
+      metrics = sharding.to_host(metrics)
       dt = time.perf_counter() - t0
       bad = ~np.isfinite(metrics["loss"]) | ~np.isfinite(metrics["grad_norm"])
       if bad.any():
@@ -122,26 +138,31 @@ def train(cfg, workdir: str, images: np.ndarray, *, resume: bool = False,
             f"The last good checkpoint (step {last}) is kept in "
             f"{ckpt.directory}. Lower meta_lr/inner_lr (e.g. --set "
             "meta_lr=...) and resume.")
-      step = int(state.step)
+      step = before + n
       scalars = {k: float(v.mean()) for k, v in metrics.items()}
       scalars["steps_per_s"] = n / dt
       if f"compile_s_{n}" in compiled:
         scalars["compile_s"] = compiled.pop(f"compile_s_{n}")
-      writer.write(step, scalars)
+      if writer is not None:
+        writer.write(step, scalars)
       if bar is not None:
         bar.update(step - before)
         bar.set_postfix(loss=f"{scalars['loss']:.3f}",
                         acc=f"{scalars['accuracy']:.2f}")
       if step % cfg.ckpt_every == 0 or step == cfg.steps:
         ckpt.save(state, cfg.to_dict())
-    summary = {"final_step": int(state.step), "host_peak_bytes": host_peak_bytes(),
+    summary = {"final_step": step, "host_peak_bytes": host_peak_bytes(),
                "device_peak_bytes": device_peak_bytes(),
-               "backend": jax.default_backend()}
-    with open(os.path.join(workdir, "summary.json"), "w") as f:
-      json.dump(summary, f, indent=2)
+               "backend": jax.default_backend(),
+               "devices": 1 if mesh is None else mesh.size,
+               "processes": jax.process_count()}
+    if main_process:
+      with open(os.path.join(workdir, "summary.json"), "w") as f:
+        json.dump(summary, f, indent=2)
   finally:
     if bar is not None:
       bar.close()
-    writer.close()
+    if writer is not None:
+      writer.close()
     ckpt.close()
   return state

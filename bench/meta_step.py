@@ -1,10 +1,15 @@
-"""Meta-training throughput: meta-steps/s, trajectories/s, compile time, memory.
+"""Meta-training throughput: meta-steps/s, trajectories/s, compile time, memory,
+FLOPs against the machine's matmul rate, and the PyTorch reference.
 
-  python bench/meta_step.py --out bench/results_cpu.json            # default config
+  python bench/meta_step.py --out bench/results/cpu.json            # default config
   python bench/meta_step.py --meta-batch 1 4 16 --variants second first remat
+  python bench/meta_step.py --torch --out bench/results/cpu_vs_torch.json
 
 Each case compiles a chunk of ``--steps`` meta-steps (one lax.scan, one
-dispatch), runs it once to warm up, then times ``--repeats`` chunks.
+dispatch), runs it once to warm up, then times ``--repeats`` chunks. The
+floor of a case is its analytic FLOPs (bench/flops.py) divided by the dense
+float32 matmul rate measured in the same run. ``--torch`` times
+bench/torch_ref.py (same sizes) in the same process, afterwards.
 Synthetic images of Omniglot's shape are used: the cost does not depend on the
 pixel values.
 """
@@ -22,6 +27,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
 from anml_jax import configs, data, meta  # noqa: E402
+from bench import flops  # noqa: E402
 
 
 def bench_case(cfg, steps, repeats):
@@ -33,6 +39,9 @@ def bench_case(cfg, steps, repeats):
   t0 = time.perf_counter()
   compiled = chunk.lower(state, imgs).compile()
   compile_s = time.perf_counter() - t0
+  cost = compiled.cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  xla_flops = (cost or {}).get("flops")
   state, m = compiled(state, imgs)
   jax.block_until_ready(m)
   times = []
@@ -43,11 +52,16 @@ def bench_case(cfg, steps, repeats):
     times.append(time.perf_counter() - t0)
   best = min(times)
   stats = jax.devices()[0].memory_stats() or {}
-  return {"meta_batch": cfg.meta_batch, "first_order": cfg.first_order,
+  analytic = flops.meta_step_flops(cfg)["per_meta_step"] if cfg.arch == "anml" else None
+  return {"analytic_flops_per_step": analytic,
+          "xla_flops_per_step": xla_flops / steps if xla_flops else None,
+          "achieved_flops_per_s": analytic / (best / steps) if analytic else None,
+          "meta_batch": cfg.meta_batch, "first_order": cfg.first_order,
           "remat": cfg.remat, "conv_impl": net_impl(cfg), "unroll": cfg.unroll,
           "compile_s": compile_s, "s_per_step": best / steps,
           "steps_per_s": steps / best,
           "trajectories_per_s": steps * cfg.meta_batch / best,
+          "s_per_step_all": [t / steps for t in times],
           "device_peak_bytes": stats.get("peak_bytes_in_use"),
           "host_peak_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
           "final_loss": float(m["loss"][-1])}
@@ -69,8 +83,14 @@ def main():
   p.add_argument("--unroll", type=int, default=1)
   p.add_argument("--steps", type=int, default=5)
   p.add_argument("--repeats", type=int, default=2)
+  p.add_argument("--torch", action="store_true",
+                 help="also time the PyTorch reference (bench/torch_ref.py)")
+  p.add_argument("--torch-steps", type=int, default=3)
+  p.add_argument("--matmul-n", type=int, default=2048)
   p.add_argument("--out", default=None)
   args = p.parse_args()
+  rate = flops.matmul_rate(args.matmul_n)
+  print(f"dense float32 matmul ({args.matmul_n}^3): {rate / 1e9:.1f} GFLOP/s", flush=True)
   rows = []
   for impl in args.conv_impl:
     for mb in args.meta_batch:
@@ -80,13 +100,38 @@ def main():
         cfg.first_order, cfg.remat = v == "first", v == "remat"
         cfg.model.conv_impl = impl
         r = bench_case(cfg, args.steps, args.repeats)
+        if r["analytic_flops_per_step"]:
+          r["floor_s_per_step"] = r["analytic_flops_per_step"] / rate
+          r["time_over_floor"] = r["s_per_step"] / r["floor_s_per_step"]
+          r["fraction_of_matmul_rate"] = r["achieved_flops_per_s"] / rate
         rows.append(r)
         print(f"impl={r['conv_impl']:6s} B={mb:3d} {v:6s} unroll={args.unroll} "
               f"{r['steps_per_s']:8.3f} meta-steps/s {r['trajectories_per_s']:8.2f} traj/s "
               f"compile {r['compile_s']:6.1f}s dev-peak "
               f"{(r['device_peak_bytes'] or 0) / 2**30:.2f} GiB "
-              f"host-peak {r['host_peak_bytes'] / 2**30:.2f} GiB", flush=True)
-  out = {"backend": jax.default_backend(), "device": jax.devices()[0].device_kind,
+              f"host-peak {r['host_peak_bytes'] / 2**30:.2f} GiB "
+              f"flops {(r['analytic_flops_per_step'] or 0) / 1e9:.1f} G "
+              f"(XLA {(r['xla_flops_per_step'] or 0) / 1e9:.1f} G) "
+              f"time/floor {r.get('time_over_floor', float('nan')):.2f}", flush=True)
+  torch_rows = []
+  if args.torch:
+    from bench import torch_ref
+    device = "cuda" if jax.default_backend() == "gpu" else "cpu"
+    for v in args.variants:
+      if v == "remat":
+        continue
+      t = torch_ref.time_meta_step(steps=args.torch_steps, device=device,
+                                   first_order=v == "first", threads=os.cpu_count())
+      jax_row = min((r for r in rows if r["first_order"] == (v == "first")
+                     and r["meta_batch"] == 1 and not r["remat"]),
+                    key=lambda r: r["s_per_step"])
+      t["jax_speedup"] = t["s_per_step"] / jax_row["s_per_step"]
+      torch_rows.append(t)
+      print(f"torch {t['torch']} {device} {v:6s} {t['s_per_step']:.3f} s/meta-step "
+            f"(JAX {jax_row['s_per_step']:.3f} s: {t['jax_speedup']:.1f}x faster)",
+            flush=True)
+  out = {"matmul_flops_per_s": rate, "matmul_n": args.matmul_n, "torch": torch_rows,
+         "backend": jax.default_backend(), "device": jax.devices()[0].device_kind,
          "jax": jax.__version__, "cpu_count": os.cpu_count(),
          "machine": platform.machine(), "config": args.config, "rows": rows}
   if args.out:

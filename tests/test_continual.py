@@ -90,12 +90,18 @@ def test_scan_vmap_evaluation_equals_a_python_loop():
       np.testing.assert_allclose(res.test[r, l], te, atol=1e-6)
 
 
-def test_held_out_test_images_never_influence_training_or_lr_choice():
+def _smoke_protocol():
+  """A tiny ANML, its parameters, synthetic Omniglot (30 + 20 classes) and the
+  smoke meta-test protocol sized to it."""
   net = tiny_anml(num_outputs=40)
-  params = net.init(jax.random.key(0))
   omni = data.synthetic_omniglot(0, background=30, evaluation=20)
   ecfg = configs.get_eval_config("smoke")
   ecfg.search_pool, ecfg.class_pool = 30, 20
+  return net, net.init(jax.random.key(0)), omni, ecfg
+
+
+def test_held_out_test_images_never_influence_training_or_lr_choice():
+  net, params, omni, ecfg = _smoke_protocol()
   clean = evaluation.meta_test("anml", net, params, omni, ecfg, log=lambda s: None)
   ev = omni.evaluation.copy()
   ev[:, 15:] = np.nan                       # poison every held-out drawing
@@ -104,6 +110,27 @@ def test_held_out_test_images_never_influence_training_or_lr_choice():
   for a, b in zip(clean["per_n"], poisoned["per_n"]):
     assert a["lr"] == b["lr"] and a["lr_votes"] == b["lr_votes"]
     assert a["train_runs"] == b["train_runs"]
+
+
+def test_the_memory_bound_on_predictions_changes_no_result():
+  net, params, omni, ecfg = _smoke_protocol()
+  ecfg.eval_images = 4096                  # one prediction batch per stream
+  wide = evaluation.meta_test("anml", net, params, omni, ecfg, log=lambda s: None)
+  ecfg.eval_images = 1                     # one image at a time
+  narrow = evaluation.meta_test("anml", net, params, omni, ecfg, log=lambda s: None)
+  for a, b in zip(wide["per_n"], narrow["per_n"]):
+    assert a["lr"] == b["lr"]
+    np.testing.assert_allclose(a["train_runs"], b["train_runs"], atol=1e-6)
+    np.testing.assert_allclose(a["test_runs"], b["test_runs"], atol=1e-6)
+    np.testing.assert_allclose(a["search_test_mean_per_lr"],
+                               b["search_test_mean_per_lr"], atol=1e-6)
+
+
+def test_stream_eval_batch_bounds_the_images_in_flight_per_device():
+  assert evaluation.stream_eval_batch(2048, runs=10, lrs=14) == 14      # 140 streams
+  assert evaluation.stream_eval_batch(2048, runs=10, lrs=1) == 204
+  assert evaluation.stream_eval_batch(2048, runs=10, lrs=14, devices=4) == 48  # 3 runs each
+  assert evaluation.stream_eval_batch(10, runs=10, lrs=14) == 1
 
 
 def test_choose_lr_follows_the_original_vote_rule():
@@ -138,3 +165,19 @@ def test_evaluate_py_smoke_writes_all_outputs(tmp_path):
   assert evaluate.main(["--checkpoint", run, "--method", "oml", "--out", out,
                         "--eval-config", "smoke", "--data-source", "synthetic"]) == 1
   assert evaluate.main(["--compare", out, out, "--out", str(tmp_path / "cmp")]) == 0
+  # the same checkpoint evaluated for N=3,5 and then N=7: --merge joins them
+  more = str(tmp_path / "ev7")
+  assert evaluate.main(["--checkpoint", run, "--out", more, "--eval-config", "smoke",
+                        "--schedule", "7", "--data-source", "synthetic"]) == 0
+  merged = str(tmp_path / "merged")
+  assert evaluate.main(["--merge", more, out, "--out", merged]) == 0
+  m = json.load(open(os.path.join(merged, "results.json")))
+  assert [row["classes"] for row in m["per_n"]] == [3, 5, 7]
+  assert m["protocol"]["schedule"] == [3, 5, 7]
+  assert len(m["forgetting"]["test_per_class_mean"]) == 7
+  assert evaluate.main(["--merge", out, out, "--out", merged]) == 1      # N twice
+  other = str(tmp_path / "ev_lr")
+  assert evaluate.main(["--checkpoint", run, "--out", other, "--eval-config", "smoke",
+                        "--schedule", "7", "--lrs", "0.01",
+                        "--data-source", "synthetic"]) == 0
+  assert evaluate.main(["--merge", other, out, "--out", merged]) == 1    # protocols differ

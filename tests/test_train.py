@@ -33,6 +33,7 @@ def test_interrupted_then_resumed_equals_uninterrupted(tmp_path):
   lines = [json.loads(l) for l in open(os.path.join(b, "metrics.jsonl"))]
   assert [l["step"] for l in lines] == [2, 4, 6]
   assert os.path.isfile(os.path.join(a, "config.json"))
+  assert os.path.getsize(os.path.join(a, "meta_training.png")) > 0
   assert any(f.startswith("events") for f in os.listdir(os.path.join(a, "tb")))
 
 

@@ -1,0 +1,45 @@
+"""The small meta-training and meta-test case shared by tests/test_sharding.py
+and the 4-device worker it starts (tests/sharded_worker.py)."""
+import jax
+import jax.numpy as jnp
+from flax import traverse_util
+
+from anml_jax import configs, data, meta
+
+META_BATCH = 4
+
+
+def meta_setup():
+  """(cfg, net, state, images): smoke-sized ANML, meta-batch 4."""
+  cfg = configs.get_config("smoke")
+  cfg.meta_batch = META_BATCH
+  cfg.num_train_classes = 12
+  cfg.model.update(nm_channels=4, pln_channels=6, num_outputs=12)
+  net = configs.make_network_from_config(cfg)
+  images = jnp.asarray(data.synthetic_omniglot(1, background=12, evaluation=8).background)
+  return cfg, net, meta.init_state(cfg, net), images
+
+
+def meta_step(cfg, net, mesh=None):
+  return jax.jit(meta.make_meta_train_step(cfg, net, mesh))
+
+
+def meta_gradient(cfg, net, mesh=None):
+  return jax.jit(meta.make_meta_gradient(cfg, net, mesh))
+
+
+KEY = jax.random.key(3)
+
+
+def eval_setup():
+  """(omniglot, eval config, params): 3 runs, so 4 devices need padding."""
+  cfg, net, state, _ = meta_setup()
+  omni = data.synthetic_omniglot(2, background=12, evaluation=8)
+  ecfg = configs.get_eval_config("smoke")
+  ecfg.runs, ecfg.search_runs = 3, 2
+  ecfg.search_pool, ecfg.class_pool = 12, 8
+  return omni, ecfg, state.params
+
+
+def flat(params):
+  return traverse_util.flatten_dict(jax.device_get(params), sep="/")

@@ -1,0 +1,98 @@
+"""Multi-device: the meta-batch and the meta-test runs split over 4 host CPU
+devices (a subprocess with XLA_FLAGS=--xla_force_host_platform_device_count=4)
+give the single-device results, and the sharded checkpoint restores here, on
+one device."""
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from anml_jax import checkpointing, evaluation, meta, sharding
+from tests import sharding_case
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def sharded(tmp_path_factory):
+  out = tmp_path_factory.mktemp("sharded")
+  env = {**os.environ, "JAX_PLATFORMS": "cpu",
+         "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+  proc = subprocess.run([sys.executable, os.path.join(ROOT, "tests", "sharded_worker.py"),
+                         str(out)], env=env, capture_output=True, text=True, cwd=ROOT)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  with open(out / "sharded.json") as f:
+    info = json.load(f)
+  return out, info, np.load(out / "sharded.npz")
+
+
+def test_worker_really_ran_on_four_devices(sharded):
+  _, info, _ = sharded
+  assert info["devices"] == 4 and info["mesh"] == 4
+  assert info["params_devices"] == 4          # state replicated on all 4
+  assert info["all_reduce"]                   # the meta-gradient is reduced across devices
+
+
+def test_sharded_meta_gradient_equals_single_device(sharded):
+  _, _, arrays = sharded
+  assert jax.device_count() == 1
+  cfg, net, state, images = sharding_case.meta_setup()
+  _, grads, loss, _ = sharding_case.meta_gradient(cfg, net)(
+      state.params, sharding_case.KEY, images)
+  np.testing.assert_allclose(arrays["loss"], loss, rtol=1e-6)
+  single = sharding_case.flat(grads)
+  assert len(single) == len([k for k in arrays.files if k.startswith("g/")])
+  # float32 summation-order noise of a second-order gradient: ~1e-6 of its
+  # largest entry here; a lost or doubled device's share would be ~1e-1.
+  scale = max(float(np.abs(g).max()) for g in single.values())
+  for k, v in single.items():
+    np.testing.assert_allclose(arrays[f"g/{k}"], v, rtol=1e-4, atol=1e-5 * scale,
+                               err_msg=k)
+  # the whole step: the same meta-loss (Adam's first update, lr * g / |g|, is
+  # not compared: it turns the ~1e-9 summation noise of gradients that are
+  # zero in exact arithmetic, e.g. conv biases before a norm, into +-lr)
+  _, metrics = sharding_case.meta_step(cfg, net)(state, images)
+  np.testing.assert_allclose(arrays["step_loss"], metrics["loss"], rtol=1e-6)
+
+
+def test_sharded_meta_test_equals_single_device(sharded):
+  _, info, _ = sharded
+  omni, ecfg, params = sharding_case.eval_setup()
+  _, net, _, _ = sharding_case.meta_setup()
+  res = evaluation.meta_test("anml", net, params, omni, ecfg, log=lambda s: None)
+  assert len(info["per_n"]) == len(res["per_n"])
+  for a, b in zip(info["per_n"], res["per_n"]):
+    assert a["lr"] == b["lr"] and a["lr_votes"] == b["lr_votes"]
+    assert len(a["test_runs"]) == ecfg.runs       # the padding runs were dropped
+    np.testing.assert_allclose(a["train_runs"], b["train_runs"], atol=1e-6)
+    np.testing.assert_allclose(a["test_runs"], b["test_runs"], atol=1e-6)
+
+
+def test_sharded_checkpoint_restores_on_one_device(sharded):
+  out, _, arrays = sharded
+  cfg, net, _, _ = sharding_case.meta_setup()
+  ck = checkpointing.Checkpointer(os.path.join(out, "ckpt"))
+  state, m = ck.restore(meta.init_state(cfg, net))
+  ck.close()
+  assert int(state.step) == 1 and m["step"] == 1
+  for k, v in sharding_case.flat(state.params).items():
+    assert len(jax.device_get(v).shape) == len(arrays[f"p/{k}"].shape)
+    np.testing.assert_array_equal(v, arrays[f"p/{k}"], err_msg=k)
+  leaf = jax.tree.leaves(state.params)[0]
+  assert leaf.sharding.device_set == {jax.devices()[0]}
+
+
+def test_mesh_rejects_a_batch_that_does_not_split():
+  mesh = sharding.make_mesh(jax.devices() * 1)
+  sharding.check_divisible(3, mesh, "meta_batch")   # one device: always splits
+  with pytest.raises(ValueError, match="meta_batch=3 does not split over 2 devices"):
+    sharding.check_divisible(3, _FakeMesh(2), "meta_batch")
+
+
+class _FakeMesh:
+  def __init__(self, size):
+    self.size = size
