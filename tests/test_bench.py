@@ -1,0 +1,43 @@
+"""The benchmark scripts run and write their JSON (tiny sizes; no timing is
+asserted: speed figures live in bench/README.md)."""
+import json
+import os
+import re
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _run(script, *args):
+  subprocess.run([sys.executable, os.path.join(ROOT, "bench", script), *args],
+                 check=True, cwd=ROOT, capture_output=True, text=True)
+
+
+def test_meta_step_benchmark_reports_the_floor(tmp_path):
+  out = tmp_path / "meta_step.json"
+  _run("meta_step.py", "--config", "smoke", "--variants", "second", "first",
+       "--steps", "1", "--repeats", "1", "--matmul-n", "256", "--out", str(out))
+  res = json.loads(out.read_text())
+  assert res["matmul_flops_per_s"] > 0
+  second, first = res["rows"]
+  assert second["analytic_flops_per_step"] > first["analytic_flops_per_step"] > 0
+  for r in res["rows"]:
+    assert r["s_per_step"] > 0 and r["time_over_floor"] > 0
+    assert r["floor_s_per_step"] == r["analytic_flops_per_step"] / res["matmul_flops_per_s"]
+
+
+def test_meta_test_benchmark_counts_stream_steps(tmp_path):
+  out = tmp_path / "meta_test.json"
+  _run("meta_test.py", "--classes", "3", "--runs", "2", "--lrs", "2", "--out", str(out))
+  row = json.loads(out.read_text())["rows"][0]
+  assert row["stream_steps"] == 2 * 2 * 15 * 3
+  assert row["xla_temp_bytes"] > 0 and 0 <= row["test_acc_mean"] <= 1
+
+
+def test_profile_groups_xla_ops_by_kind(tmp_path):
+  out = tmp_path / "profile.json"
+  _run("profile_step.py", "--config", "smoke", "--steps", "1", "--out", str(out))
+  rows = json.loads(out.read_text())["rows"]
+  assert rows and abs(sum(r["share"] for r in rows) - 1) < 1e-6
+  assert not any(re.fullmatch(r".*\.\d+", r["op_kind"]) for r in rows)   # suffixes grouped
