@@ -27,9 +27,9 @@ def _summary(res: continual.StreamResult) -> dict:
 def stream_eval_batch(eval_images: int, runs: int, lrs: int, devices: int = 1) -> int:
   """Per-stream prediction batch so that about ``eval_images`` images are in
   flight per device when ``runs`` x ``lrs`` streams run in parallel, the runs
-  split over ``devices``. The memory of one meta-test call grows with this
-  product, by about 3.7 MB per image in flight at the paper's sizes, plus about
-  0.1 GB per stream (bench/README.md)."""
+  split over ``devices``. The memory of one meta-test call grows by about
+  3.5 MB per image in flight at the paper's sizes, plus 0.06 to 0.1 GB per
+  stream (bench/README.md)."""
   return max(1, eval_images // (-(-runs // devices) * lrs))
 
 

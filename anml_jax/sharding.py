@@ -58,7 +58,7 @@ def check_divisible(size: int, mesh: Mesh | None, what: str) -> None:
   if mesh is not None and size % mesh.size:
     raise ValueError(
         f"{what}={size} does not split over {mesh.size} devices; use a multiple "
-        f"of {mesh.size}, or run on one device (--set shard=False).")
+        f"of {mesh.size}, or run on one device (--set shard=off).")
 
 
 def mesh_for_batch(mode: str, batch: int, what: str) -> Mesh | None:
