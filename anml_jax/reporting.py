@@ -49,14 +49,22 @@ def merge_results(parts: Sequence[dict]) -> dict:
   return merged
 
 
+def label(results: dict) -> str:
+  """Names an evaluation by what tells evaluations apart: the method, its
+  training steps (none for scratch, step 0) and the groups fine-tuned."""
+  step = results.get("checkpoint_step")
+  steps = f" {step} steps" if step else ""
+  return f"{results['method']}{steps} [{'+'.join(results['finetune'])}]"
+
+
 def table(results_list: Sequence[dict]) -> str:
-  """Markdown table: one row per (method, N) with mean ± std in percent."""
+  """Markdown table: one row per (evaluation, N) with mean ± std in percent."""
   lines = ["| method | classes | meta-test train acc. % | meta-test test acc. % | lr |",
            "|---|---|---|---|---|"]
   for r in results_list:
     for row in r["per_n"]:
       lines.append(
-          f"| {r['method']} | {row['classes']} | "
+          f"| {label(r)} | {row['classes']} | "
           f"{100 * row['train_mean']:.1f} ± {100 * row['train_std']:.1f} | "
           f"{100 * row['test_mean']:.1f} ± {100 * row['test_std']:.1f} | "
           f"{row['lr']:g} |")
@@ -75,7 +83,7 @@ def plot_curves(results_list: Sequence[dict], path: str) -> None:
       ns = [row["classes"] for row in r["per_n"]]
       ax.errorbar(ns, [row[f"{split}_mean"] for row in r["per_n"]],
                   yerr=[row[f"{split}_std"] for row in r["per_n"]],
-                  marker="o", capsize=3, label=r["method"])
+                  marker="o", capsize=3, label=label(r))
     ax.set_title(f"meta-test {split} accuracy")
     ax.set_xlabel("number of classes learned sequentially")
     ax.set_ylim(0, 1)
@@ -87,6 +95,15 @@ def plot_curves(results_list: Sequence[dict], path: str) -> None:
   plt.close(fig)
 
 
+def binned_mean(curve: Sequence[float], width: int) -> tuple[list[float], list[float]]:
+  """Means of consecutive groups of ``width`` values of ``curve`` (the last
+  group may be shorter), each placed at the mean 1-based position of its
+  group. Returns (positions, means)."""
+  groups = [list(curve[i:i + width]) for i in range(0, len(curve), width)]
+  positions = [i * width + (len(g) + 1) / 2 for i, g in enumerate(groups)]
+  return positions, [sum(g) / len(g) for g in groups]
+
+
 def plot_forgetting(results_list: Sequence[dict], path: str) -> None:
   """Per-class test accuracy after the longest stream vs the position at
   which the class was learned (early classes low = forgetting)."""
@@ -96,14 +113,17 @@ def plot_forgetting(results_list: Sequence[dict], path: str) -> None:
   fig, ax = plt.subplots(figsize=(7, 4))
   for r in results_list:
     curve = r["forgetting"]["test_per_class_mean"]
-    ax.plot(range(1, len(curve) + 1), curve, label=r["method"], lw=1)
-  n = results_list[0]["forgetting"]["classes"] if results_list else 0
-  ax.set_title(f"per-class test accuracy after learning {n} classes")
+    width = max(1, len(curve) // 20)
+    raw, = ax.plot(range(1, len(curve) + 1), curve, lw=0.6, alpha=0.3)
+    ax.plot(*binned_mean(curve, width), color=raw.get_color(), lw=2,
+            marker="o", ms=3,
+            label=f"{label(r)}: after {len(curve)} classes, mean of {width}")
+  ax.set_title("per-class test accuracy after the longest stream (faint: each class)")
   ax.set_xlabel("position of the class in the stream (1 = learned first)")
   ax.set_ylabel("accuracy")
   ax.set_ylim(0, 1)
   ax.grid(alpha=0.3)
-  ax.legend()
+  ax.legend(fontsize="small")
   fig.tight_layout()
   fig.savefig(path, dpi=120)
   plt.close(fig)

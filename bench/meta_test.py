@@ -35,6 +35,8 @@ def main():
   p.add_argument("--runs", type=int, default=10)
   p.add_argument("--lrs", type=int, default=14, help="how many of the paper's lrs")
   p.add_argument("--method", default="anml", choices=sorted(evaluation.FINETUNE))
+  p.add_argument("--finetune", nargs="+", metavar="PREFIX", default=None,
+                 help="parameter groups fine-tuned (default: the method's)")
   p.add_argument("--eval-images", type=int, default=None,
                  help="images in flight over all streams (default: the eval config's)")
   p.add_argument("--compile-only", action="store_true")
@@ -45,7 +47,7 @@ def main():
   net = configs.make_network_from_config(cfg)
   ecfg = configs.get_eval_config("default")
   args.eval_images = args.eval_images or ecfg.eval_images
-  finetune = evaluation.FINETUNE[args.method]
+  finetune = tuple(args.finetune or evaluation.FINETUNE[args.method])
   static = inner_loop.context_is_static(net, finetune)
   params = net.init(jax.random.key(0))
   images = jnp.asarray(data.synthetic_omniglot(0, background=1,

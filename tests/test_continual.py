@@ -5,12 +5,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 
 import evaluate
 import train
 from anml_jax import configs, continual, data, evaluation, inner_loop
 from anml_jax.models import Network
-from tests.conftest import tiny_anml
+from tests.conftest import tiny_anml, tiny_oml
 
 K = 6  # outputs of the toy network
 
@@ -90,6 +91,26 @@ def test_scan_vmap_evaluation_equals_a_python_loop():
       np.testing.assert_allclose(res.test[r, l], te, atol=1e-6)
 
 
+@pytest.mark.parametrize("method", ["anml", "oml", "scratch"])
+def test_meta_test_moves_exactly_the_parameters_the_method_fine_tunes(method):
+  net = tiny_oml(num_outputs=5) if method == "oml" else tiny_anml(num_outputs=5)
+  params = net.init(jax.random.key(0))
+  x = 0.1 * jax.random.normal(jax.random.key(1), (6, 28, 28, 1))
+  learn = continual.make_stream_learner(net, evaluation.FINETUNE[method])
+  new = learn(params, 1e-2, x, jnp.arange(6) % 5, None)
+  flat_old = dict(jax.tree_util.tree_leaves_with_path(params))
+  moved = {jax.tree_util.keystr(k) for k, v in jax.tree_util.tree_leaves_with_path(new)
+           if not np.array_equal(v, flat_old[k])}
+  expected = {"anml": {"['pln']['head']['bias']", "['pln']['head']['kernel']"}}
+  if method in expected:
+    assert moved == expected[method]
+  else:   # every leaf under the fine-tuned groups moves, none outside them
+    groups = evaluation.FINETUNE[method]
+    inside = {jax.tree_util.keystr(k) for k, _ in jax.tree_util.tree_leaves_with_path(params)
+              if any(jax.tree_util.keystr(k).startswith(f"['{g}']") for g in groups)}
+    assert moved == inside and inside
+
+
 def _smoke_protocol():
   """A tiny ANML, its parameters, synthetic Omniglot (30 + 20 classes) and the
   smoke meta-test protocol sized to it."""
@@ -161,6 +182,10 @@ def test_evaluate_py_smoke_writes_all_outputs(tmp_path):
   r = json.load(open(os.path.join(out, "results.json")))
   assert [row["classes"] for row in r["per_n"]] == [3, 5]
   assert len(r["per_n"][0]["test_runs"]) == 2
+  assert r["finetune"] == ["pln/head"]          # ANML re-learns its classifier
+  step = r["checkpoint_step"]
+  assert step > 0 and f"| anml {step} steps [pln/head] | 3 |" in open(
+      os.path.join(out, "table.md")).read()
   assert len(r["forgetting"]["test_per_class_mean"]) == 5
   assert evaluate.main(["--checkpoint", run, "--method", "oml", "--out", out,
                         "--eval-config", "smoke", "--data-source", "synthetic"]) == 1

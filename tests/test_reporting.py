@@ -1,0 +1,15 @@
+"""Reporting helpers: the binned forgetting curve and evaluation labels."""
+from anml_jax import reporting
+
+
+def test_binned_mean_groups_consecutive_classes_and_keeps_a_short_last_group():
+  positions, means = reporting.binned_mean([1.0, 0.0, 1.0, 1.0, 0.4], 2)
+  assert positions == [1.5, 3.5, 5.0]
+  assert means == [0.5, 1.0, 0.4]
+
+
+def test_label_names_method_steps_and_fine_tuned_groups():
+  assert reporting.label({"method": "anml", "checkpoint_step": 2500,
+                          "finetune": ["pln/head"]}) == "anml 2500 steps [pln/head]"
+  assert reporting.label({"method": "scratch", "checkpoint_step": 0,
+                          "finetune": ["nm", "pln"]}) == "scratch [nm+pln]"
