@@ -40,9 +40,11 @@ def write_all(out: str, results_list: list) -> None:
   os.makedirs(out, exist_ok=True)
   reporting.plot_curves(results_list, os.path.join(out, "accuracy_vs_classes.png"))
   reporting.plot_forgetting(results_list, os.path.join(out, "forgetting.png"))
+  text = (reporting.table(results_list) + "\n\nPer-class accuracy after the longest stream "
+          "(forgetting):\n\n" + reporting.forgetting_table(results_list) + "\n")
   with open(os.path.join(out, "table.md"), "w") as f:
-    f.write(reporting.table(results_list) + "\n")
-  print(reporting.table(results_list))
+    f.write(text)
+  print(text)
 
 
 def main(argv=None):

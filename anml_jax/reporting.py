@@ -104,6 +104,22 @@ def binned_mean(curve: Sequence[float], width: int) -> tuple[list[float], list[f
   return positions, [sum(g) / len(g) for g in groups]
 
 
+def forgetting_table(results_list: Sequence[dict], parts: int = 10) -> str:
+  """Markdown table of per-class accuracy after the longest stream, averaged
+  over ``parts`` consecutive stretches of the stream (first = learned first),
+  test and train, in percent."""
+  lines = ["| method | classes | split | mean accuracy % by stretch of the stream, first learned first |",
+           "|---|---|---|---|"]
+  for r in results_list:
+    f = r["forgetting"]
+    for split in ("test", "train"):
+      curve = f[f"{split}_per_class_mean"]
+      _, means = binned_mean(curve, -(-len(curve) // parts))
+      lines.append(f"| {label(r)} | {len(curve)} | {split} | "
+                   + ", ".join(f"{100 * m:.0f}" for m in means) + " |")
+  return "\n".join(lines)
+
+
 def plot_forgetting(results_list: Sequence[dict], path: str) -> None:
   """Per-class test accuracy after the longest stream vs the position at
   which the class was learned (early classes low = forgetting)."""

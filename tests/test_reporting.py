@@ -13,3 +13,12 @@ def test_label_names_method_steps_and_fine_tuned_groups():
                           "finetune": ["pln/head"]}) == "anml 2500 steps [pln/head]"
   assert reporting.label({"method": "scratch", "checkpoint_step": 0,
                           "finetune": ["nm", "pln"]}) == "scratch [nm+pln]"
+
+
+def test_forgetting_table_averages_stretches_of_the_stream():
+  r = {"method": "anml", "checkpoint_step": 5, "finetune": ["pln/head"],
+       "forgetting": {"test_per_class_mean": [1.0, 1.0, 0.5, 0.0],
+                      "train_per_class_mean": [1.0, 1.0, 1.0, 0.5]}}
+  lines = reporting.forgetting_table([r], parts=2).splitlines()
+  assert lines[2] == "| anml 5 steps [pln/head] | 4 | test | 100, 25 |"
+  assert lines[3] == "| anml 5 steps [pln/head] | 4 | train | 100, 75 |"
