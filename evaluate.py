@@ -2,6 +2,7 @@
 
   python evaluate.py --checkpoint runs/anml --out results/anml
   python evaluate.py --scratch --out results/scratch
+  python evaluate.py --checkpoint runs/anml --oracle --out results/anml_oracle   # i.i.d.
   python evaluate.py --compare results/anml results/oml results/scratch --out results
   python evaluate.py --merge results/anml_a results/anml_b --out results/anml   # same run, more Ns
 """
@@ -72,6 +73,9 @@ def main(argv=None):
   p.add_argument("--finetune", nargs="+", metavar="PREFIX",
                  help="parameter groups fine-tuned at meta-test (e.g. pln); "
                       f"default per method: {evaluation.FINETUNE}")
+  p.add_argument("--oracle", action="store_true",
+                 help="learn each stream's images in a random order (i.i.d.), "
+                      "the upper bound of sequential learning")
   p.add_argument("--shard", default="auto", choices=("auto", "off"),
                  help="split the runs over all devices when there are several")
   p.add_argument("--omniglot-dir", default=None)
@@ -80,6 +84,11 @@ def main(argv=None):
   args = p.parse_args(argv)
 
   if args.compare or args.merge:
+    if args.oracle or args.finetune:
+      print("error: --oracle and --finetune choose how to evaluate a checkpoint; "
+            "--compare and --merge only combine finished evaluations (drop them)",
+            file=sys.stderr)
+      return 1
     try:
       results = [json.load(open(os.path.join(d, "results.json")))
                  for d in args.compare or args.merge]
@@ -126,7 +135,7 @@ def main(argv=None):
             else None)
     results = evaluation.meta_test(
         method, net, params, omni, ecfg, finetune=args.finetune, mesh=mesh,
-        on_update=lambda r: reporting.write_results(args.out, {**r, **extra}))
+        oracle=args.oracle, on_update=lambda r: reporting.write_results(args.out, {**r, **extra}))
   except (ValueError, data.DataError, checkpointing.CheckpointError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 1

@@ -7,7 +7,14 @@ on all the drawings trained on (meta-test *train*) and on the held-out
 drawings of the same classes (meta-test *test*).
 
 The whole stream is one ``lax.scan``; runs (class samples) and learning rates
-are ``vmap``-ed; everything is jitted.
+are ``vmap``-ed; everything is jitted. With ``iid`` the same images are learned
+in a random order instead (the original's ``--iid``: shuffled, batch 1, one
+pass), the *oracle* upper bound of sequential learning.
+
+What never changes during a stream is computed once, batched, outside the
+scan (:func:`map_images`): the context when the context's parameters are
+frozen, and all of the features when only the head is re-learnt (then the
+stream learner runs on :func:`models.head_only`).
 """
 from typing import Any, Callable, NamedTuple, Sequence
 
@@ -104,22 +111,27 @@ def per_class_accuracy(pred: jax.Array, y: jax.Array, n: int) -> jax.Array:
 
 def make_stream_evaluator(net: Network, *, finetune_params: Sequence[str],
                           train_per_class: int = 15, reset_head: bool = True,
-                          eval_batch: int = 256) -> Callable:
+                          eval_batch: int = 256, iid: bool = False) -> Callable:
   """Returns ``evaluate(params, keys, lrs, classes, images, ctx) -> StreamResult``.
+
+  With ``iid`` each run learns its training images in a random order (the
+  oracle); accuracies are still reported per class in the sampled order.
 
   Args (of the returned function):
     params: the (meta-)trained parameters.
-    keys: (R,) PRNG keys, one per run (head re-initialisation).
+    keys: (R,) PRNG keys, one per run (head re-initialisation; with ``iid``
+      also the learning order).
     lrs: (L,) learning rates, all tried on every run.
     classes: (R, N) class indices of each run, in learning order.
-    images: (C, 20, 28, 28, 1) the Omniglot set the classes index.
+    images: (C, 20, ...) the Omniglot set the classes index: images
+      (C, 20, 28, 28, 1), or features (C, 20, D) for :func:`models.head_only`.
     ctx: (C, 20, D) context precomputed for every image, or None if the
       context's parameters are fine-tuned (then it is recomputed per step).
   """
   learn = make_stream_learner(net, finetune_params)
 
-  def one_run_one_lr(params, lr, x_tr, y_tr, c_tr, x_te, y_te, c_te, n):
-    final = learn(params, lr, x_tr, y_tr, c_tr)
+  def one_run_one_lr(params, lr, stream, x_tr, y_tr, c_tr, x_te, y_te, c_te, n):
+    final = learn(params, lr, *stream)
     p_tr = predictions(net, final, x_tr, c_tr, eval_batch)
     p_te = predictions(net, final, x_te, c_te, eval_batch)
     return (jnp.mean(p_tr == y_tr), jnp.mean(p_te == y_te),
@@ -134,7 +146,12 @@ def make_stream_evaluator(net: Network, *, finetune_params: Sequence[str],
       c_tr = c_te = None
     else:
       c_tr, _, c_te, _ = split_drawings(ctx, cls, train_per_class)
-    f = lambda lr: one_run_one_lr(params, lr, x_tr, y_tr, c_tr, x_te, y_te, c_te, n)
+    stream = (x_tr, y_tr, c_tr)
+    if iid:
+      order = jax.random.permutation(jax.random.fold_in(key, 1), y_tr.shape[0])
+      stream = jax.tree.map(lambda a: a[order], stream)
+    f = lambda lr: one_run_one_lr(params, lr, stream, x_tr, y_tr, c_tr, x_te, y_te,
+                                  c_te, n)
     return jax.vmap(f)(lrs)
 
   def evaluate(params, keys, lrs, classes, images, ctx):
@@ -145,13 +162,26 @@ def make_stream_evaluator(net: Network, *, finetune_params: Sequence[str],
   return evaluate
 
 
+def map_images(fn: Callable[[jax.Array], jax.Array], images: jax.Array,
+               batch: int = 512) -> jax.Array:
+  """Applies ``fn`` ((B, ...) images -> (B, D)) to every image of an Omniglot
+  set, ``batch`` images at a time: (C, 20, ...) -> (C, 20, D)."""
+  flat = images.reshape((-1,) + images.shape[2:])
+  out = jax.lax.map(lambda x: fn(x[None])[0], flat, batch_size=batch)
+  return out.reshape(images.shape[:2] + out.shape[1:])
+
+
 def compute_context(net: Network, params: Params, images: jax.Array,
                     batch: int = 512) -> jax.Array:
-  """(C, 20, 28, 28, 1) -> (C, 20, D) context of every image, batched."""
-  flat = images.reshape((-1,) + images.shape[2:])
-  ctx = jax.lax.map(lambda x: net.context(params, x[None])[0], flat,
-                    batch_size=batch)
-  return ctx.reshape(images.shape[:2] + ctx.shape[1:])
+  """(C, 20, 28, 28, 1) -> (C, 20, C') context of every image, batched."""
+  return map_images(lambda x: net.context(params, x), images, batch)
+
+
+def compute_features(net: Network, params: Params, images: jax.Array,
+                     batch: int = 512) -> jax.Array:
+  """(C, 20, 28, 28, 1) -> (C, 20, D) head input of every image, batched."""
+  return map_images(lambda x: net.features(params, x, net.context(params, x)),
+                    images, batch)
 
 
 def choose_lr(lrs: Sequence[float], scores: np.ndarray) -> tuple[float, list]:

@@ -8,7 +8,7 @@ import numpy as np
 
 from anml_jax import continual, inner_loop, sharding
 from anml_jax.data import Omniglot
-from anml_jax.models import Network
+from anml_jax.models import Network, head_only, head_params
 
 # What each method fine-tunes at meta-test (see docs/fidelity.md). ANML and
 # pretrain re-learn only the classifier on top of their frozen features, as the
@@ -54,11 +54,37 @@ def _sharded_runs(evaluate: Callable, mesh) -> Callable:
   return run
 
 
+def only_the_head(net: Network, finetune: Sequence[str]) -> bool:
+  """True iff ``finetune`` re-learns exactly ``net``'s output layer, so the
+  features of every image are fixed during the meta-test."""
+  return tuple(finetune) == ("/".join(net.head_path),)
+
+
+def stream_inputs(net: Network, params, finetune: Sequence[str], images: jax.Array,
+                  frozen_features: bool = True):
+  """What a stream evaluator over ``images`` (C, 20, 28, 28, 1) runs on:
+  ``(net, params, images, ctx)`` for :func:`continual.make_stream_evaluator`.
+
+  * only the head re-learnt (and ``frozen_features``): the head alone
+    (:func:`models.head_only`) on every image's features (C, 20, D), computed
+    once, batched;
+  * the context's parameters frozen: the network on the images, with the
+    context (C, 20, D) computed once;
+  * otherwise the network on the images, everything recomputed per step.
+  """
+  if frozen_features and only_the_head(net, finetune):
+    return (head_only(net), head_params(params, net.head_path),
+            continual.compute_features(net, params, images), None)
+  if inner_loop.context_is_static(net, finetune):
+    return net, params, images, continual.compute_context(net, params, images)
+  return net, params, images, None
+
+
 def meta_test(method: str, net: Network, params, omniglot: Omniglot, ecfg,
               finetune: Sequence[str] | None = None,
               log: Callable[[str], None] = print,
               on_update: Callable[[dict], None] | None = None,
-              mesh=None) -> dict:
+              mesh=None, oracle: bool = False) -> dict:
   """Runs the meta-test protocol for every N in ``ecfg.schedule``.
 
   For each N: (1) learning-rate search: ``search_runs`` streams of N classes
@@ -69,20 +95,25 @@ def meta_test(method: str, net: Network, params, omniglot: Omniglot, ecfg,
   images never influence the lr.
 
   ``mesh`` (:func:`sharding.make_mesh`) splits the runs over its devices.
+  ``oracle`` learns each stream's images in a random order (i.i.d.) instead
+  of class by class: the upper bound the sequential result is compared with.
+
+  When only the head is re-learnt, every image's features are computed once
+  and the streams run on :func:`models.head_only` (the same learner; equal to
+  running the whole network up to float rounding).
 
   Returns:
     dict for ``reporting.write_results``; ``on_update`` gets the partial
     dict after every N (so an interrupted evaluation keeps what it finished).
   """
   finetune = tuple(finetune or FINETUNE[method])
-  static = inner_loop.context_is_static(net, finetune)
   bg = jnp.asarray(omniglot.background[:ecfg.search_pool])
   ev = jnp.asarray(omniglot.evaluation[:ecfg.class_pool])
   if mesh is not None:
     params, bg, ev = sharding.replicate((params, bg, ev), mesh)
   t0 = time.perf_counter()
-  ctx_bg = continual.compute_context(net, params, bg) if static else None
-  ctx_ev = continual.compute_context(net, params, ev) if static else None
+  _, _, bg, ctx_bg = stream_inputs(net, params, finetune, bg)
+  net, params, ev, ctx_ev = stream_inputs(net, params, finetune, ev)
   devices = 1 if mesh is None else mesh.size
   evaluators = {}
 
@@ -91,12 +122,13 @@ def meta_test(method: str, net: Network, params, omniglot: Omniglot, ecfg,
     if b not in evaluators:
       evaluators[b] = _sharded_runs(jax.jit(continual.make_stream_evaluator(
           net, finetune_params=finetune, train_per_class=ecfg.train_per_class,
-          eval_batch=b)), mesh)
+          eval_batch=b, iid=oracle)), mesh)
     return evaluators[b](params, keys, lrs, classes, images, ctx)
 
   rng = np.random.default_rng(ecfg.seed)
   lrs = jnp.asarray(ecfg.lrs, jnp.float32)
-  out = {"method": method, "finetune": list(finetune), "protocol": ecfg.to_dict(),
+  out = {"method": method, "finetune": list(finetune), "oracle": oracle,
+         "protocol": ecfg.to_dict(),
          "per_n": [], "forgetting": None, "backend": jax.default_backend(),
          "device": str(jax.devices()[0].device_kind),
          "devices": devices}
@@ -117,7 +149,7 @@ def meta_test(method: str, net: Network, params, omniglot: Omniglot, ecfg,
     out["forgetting"] = {"classes": n,
                   "test_per_class_mean": np.asarray(res.test_per_class[:, 0]).mean(0).tolist(),
                   "train_per_class_mean": np.asarray(res.train_per_class[:, 0]).mean(0).tolist()}
-    log(f"{method:>9s} N={n:4d} lr={lr:<8g} train {100 * row['train_mean']:5.1f} "
+    log(f"{method + (' oracle' if oracle else ''):>9s} N={n:4d} lr={lr:<8g} train {100 * row['train_mean']:5.1f} "
         f"± {100 * row['train_std']:4.1f}  test {100 * row['test_mean']:5.1f} "
         f"± {100 * row['test_std']:4.1f}  ({row['seconds']:.1f}s)")
     out["seconds"] = time.perf_counter() - t0

@@ -7,9 +7,15 @@ sequential loop:
 
 * ``context(params, x)`` reads only ``params[k]`` for ``k in context_keys``
   (ANML: the NM gate logits; OML: the RLN representation);
-* ``predict(params, x, ctx)`` gives the logits.
+* ``features(params, x, ctx)`` gives the input of the linear output layer
+  (the *head*, at ``head_path``), reading no head parameter;
+* ``predict(params, x, ctx)`` gives the logits: the head applied to the
+  features.
 
-``apply(params, x) == predict(params, x, context(params, x))``.
+``apply(params, x) == predict(params, x, context(params, x))``. When only the
+head is re-learnt (the meta-test default of ANML and pretrain) the features of
+every image are fixed, so they too are computed once: :func:`head_only` is the
+head alone as a :class:`Network` over such precomputed features.
 
 Shapes: images are ``(B, 28, 28, 1)`` floats (see ``data.preprocess``); the
 single grey channel is tiled to ``in_channels`` as the original code's
@@ -169,28 +175,66 @@ class OMLPredictor(nn.Module):
     return Dense(self.num_outputs, name="head")(h)
 
 
+def linear(head: Params, h: jax.Array) -> jax.Array:
+  """The output layer: h (B, D) @ kernel (D, K) + bias (K,) -> (B, K)."""
+  return h @ head["kernel"] + head["bias"]
+
+
+def get_path(tree: dict, path: Sequence[str]):
+  """``tree[path[0]][path[1]]...``."""
+  for k in path:
+    tree = tree[k]
+  return tree
+
+
 class Network(NamedTuple):
   """A network as pure functions over a plain parameter dict.
 
   Attributes:
-    name: 'anml' or 'oml'.
+    name: 'anml', 'oml' (or a user's name).
     init: key -> params.
-    context: (params, x (B,28,28,1)) -> context (B, D); reads only
+    context: (params, x (B, ...)) -> context (B, C); reads only
       ``params[k]`` for k in ``context_keys``.
-    predict: (params, x (B,28,28,1), context (B, D)) -> logits (B, num_outputs).
+    features: (params, x (B, ...), context (B, C)) -> (B, D), the input of
+      the linear head; reads no parameter under ``head_path``.
     context_keys: top-level parameter keys the context depends on.
-    head_path: path of the output layer's ``{'kernel', 'bias'}`` dict.
+    head_path: path of the output layer's ``{'kernel': (D, K), 'bias': (K,)}``.
   """
   name: str
   init: Callable[[jax.Array], Params]
   context: Callable[[Params, jax.Array], jax.Array]
-  predict: Callable[[Params, jax.Array, jax.Array], jax.Array]
+  features: Callable[[Params, jax.Array, jax.Array], jax.Array]
   context_keys: tuple
   head_path: tuple
+
+  def predict(self, params: Params, x: jax.Array, ctx: jax.Array) -> jax.Array:
+    """Logits (B, K) from the images and their context."""
+    return linear(get_path(params, self.head_path), self.features(params, x, ctx))
 
   def apply(self, params: Params, x: jax.Array) -> jax.Array:
     """Full forward pass: (B, 28, 28, 1) -> (B, num_outputs) logits."""
     return self.predict(params, x, self.context(params, x))
+
+
+def head_only(net: Network) -> Network:
+  """``net``'s output layer alone, as a network whose input is ``net``'s
+  features: x (B, D) -> logits (B, K). Its parameters are
+  :func:`head_params` of ``net``'s; its context is its input.
+
+  ``head_only(net).apply(head_params(p), net.features(p, x, c))
+  == net.predict(p, x, c)``.
+  """
+  return Network(f"{net.name}/head", init=None, context=lambda params, x: x,
+                 features=lambda params, x, ctx: ctx, context_keys=(),
+                 head_path=net.head_path)
+
+
+def head_params(params: Params, head_path: Sequence[str]) -> Params:
+  """The sub-dict of ``params`` that holds only the head, at ``head_path``."""
+  out = get_path(params, head_path)
+  for k in reversed(tuple(head_path)):
+    out = {k: out}
+  return out
 
 
 def _output_width(module: nn.Module, probe: jax.Array) -> int:
@@ -233,13 +277,12 @@ def make_anml(*, nm_channels: int = 112, pln_channels: int = 256,
   def context(params, x):
     return nm.apply({"params": params["nm"]}, _tile_channels(x, in_channels))
 
-  def predict(params, x, ctx):
+  def features(params, x, ctx):
     h = feat.apply({"params": params["pln"]["features"]},
                    _tile_channels(x, in_channels))
-    h = gating.gate(h, ctx)
-    return head.apply({"params": {"linear": params["pln"]["head"]}}, h)
+    return gating.gate(h, ctx)
 
-  return Network("anml", init, context, predict, ("nm",), ("pln", "head"))
+  return Network("anml", init, context, features, ("nm",), ("pln", "head"))
 
 
 def make_oml(*, channels: int = 256, hidden: int = 1024,
@@ -264,22 +307,11 @@ def make_oml(*, channels: int = 256, hidden: int = 1024,
   def context(params, x):
     return rln.apply({"params": params["rln"]}, _tile_channels(x, in_channels))
 
-  def predict(params, x, ctx):
+  def features(params, x, ctx):
     del x
-    p = params["pln"]
-    return pln.apply({"params": {"hidden": {"linear": p["hidden"]},
-                                 "head": {"linear": p["head"]}}}, ctx)
+    return jax.nn.relu(linear(params["pln"]["hidden"], ctx))
 
-  return Network("oml", init, context, predict, ("rln",), ("pln", "head"))
-
-
-def make_network(arch: str, **kwargs) -> Network:
-  """'anml' or 'oml' -> :class:`Network`."""
-  if arch == "anml":
-    return make_anml(**kwargs)
-  if arch == "oml":
-    return make_oml(**kwargs)
-  raise ValueError(f"unknown architecture {arch!r}; use 'anml' or 'oml'")
+  return Network("oml", init, context, features, ("rln",), ("pln", "head"))
 
 
 def reinit_head(params: Params, head_path: Sequence[str], key: jax.Array,
@@ -297,9 +329,7 @@ def reinit_head(params: Params, head_path: Sequence[str], key: jax.Array,
   Returns:
     params with the head replaced (other leaves shared, not copied).
   """
-  head = params
-  for k in head_path:
-    head = head[k]
+  head = get_path(params, head_path)
   kernel = head["kernel"]
   fan_in = kernel.shape[0]
   std = jnp.sqrt(2.0 / fan_in).astype(kernel.dtype)

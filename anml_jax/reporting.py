@@ -27,7 +27,7 @@ def merge_results(parts: Sequence[dict]) -> dict:
   Raises ValueError if the parts differ in method, checkpoint, fine-tuned
   parameters or protocol (other than the schedule), or repeat an N.
   """
-  keys = ("method", "finetune", "checkpoint", "checkpoint_step")
+  keys = ("method", "finetune", "oracle", "checkpoint", "checkpoint_step")
   first = parts[0]
   proto = {k: v for k, v in first["protocol"].items() if k != "schedule"}
   for p in parts[1:]:
@@ -51,10 +51,12 @@ def merge_results(parts: Sequence[dict]) -> dict:
 
 def label(results: dict) -> str:
   """Names an evaluation by what tells evaluations apart: the method, its
-  training steps (none for scratch, step 0) and the groups fine-tuned."""
+  training steps (none for scratch, step 0), the groups fine-tuned, and
+  'oracle' for i.i.d. learning."""
   step = results.get("checkpoint_step")
   steps = f" {step} steps" if step else ""
-  return f"{results['method']}{steps} [{'+'.join(results['finetune'])}]"
+  oracle = " oracle" if results.get("oracle") else ""
+  return f"{results['method']}{oracle}{steps} [{'+'.join(results['finetune'])}]"
 
 
 def table(results_list: Sequence[dict]) -> str:

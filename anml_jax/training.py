@@ -34,10 +34,21 @@ def make_step(cfg, net, mesh=None):
 
 
 class MetricsWriter:
-  """JSON lines (metrics.jsonl) plus TensorBoard event files (tb/)."""
+  """JSON lines (metrics.jsonl) plus TensorBoard event files (tb/).
 
-  def __init__(self, workdir: str):
-    self._f = open(os.path.join(workdir, "metrics.jsonl"), "a")
+  ``start``: the step the run (re)starts from. Lines of later steps, written
+  by an interrupted run after its last checkpoint, are dropped: the resumed
+  run writes them again, so each step appears once.
+  """
+
+  def __init__(self, workdir: str, start: int = 0):
+    path = os.path.join(workdir, "metrics.jsonl")
+    if os.path.isfile(path):
+      with open(path) as f:
+        kept = [l for l in f if l.strip() and json.loads(l)["step"] <= start]
+      with open(path, "w") as f:
+        f.writelines(kept)
+    self._f = open(path, "a")
     try:
       from tensorboardX import SummaryWriter
       self._tb = SummaryWriter(os.path.join(workdir, "tb"))
@@ -113,8 +124,8 @@ def train(cfg, workdir: str, images: np.ndarray, *, resume: bool = False,
       compiled[f"compile_s_{n}"] = time.perf_counter() - t0
     return compiled[n]
 
-  writer = MetricsWriter(workdir) if main_process else None
   start = int(sharding.to_host(state.step))
+  writer = MetricsWriter(workdir, start) if main_process else None
   bar = None
   if progress and main_process:
     from tqdm import tqdm

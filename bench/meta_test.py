@@ -5,6 +5,11 @@ classes, all runs and learning rates at once (vmapped), as evaluate.py runs it.
   python bench/meta_test.py --classes 600 --runs 1 --lrs 1        # one stream (CPU)
   python bench/meta_test.py --classes 600 --runs 10 --lrs 14 --compile-only   # memory of the full call
 
+With only the head re-learnt (ANML's and pretrain's default) the call runs on
+features computed once (``--path features``, what evaluate.py does; the time
+to compute them is ``context_s``) or, as before, the whole network at every
+step (``--path network``).
+
 Reports compile time, wall time of the call, stream steps per second (runs x
 lrs x 15 N Adam steps of batch 1, plus the predictions on all 20 N images),
 XLA's memory analysis of the compiled call (arguments + temporaries) and the
@@ -25,7 +30,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from anml_jax import configs, continual, data, evaluation, inner_loop  # noqa: E402
+from anml_jax import configs, continual, data, evaluation  # noqa: E402
 
 
 def main():
@@ -37,8 +42,15 @@ def main():
   p.add_argument("--method", default="anml", choices=sorted(evaluation.FINETUNE))
   p.add_argument("--finetune", nargs="+", metavar="PREFIX", default=None,
                  help="parameter groups fine-tuned (default: the method's)")
+  p.add_argument("--path", default="features", choices=("features", "network"),
+                 help="with only the head re-learnt: 'features' learns it on "
+                      "features computed once (evaluate.py's path), 'network' "
+                      "runs the whole network at every step (the path before)")
   p.add_argument("--eval-images", type=int, default=None,
                  help="images in flight over all streams (default: the eval config's)")
+  p.add_argument("--class-pool", type=int, default=None,
+                 help="evaluation classes to sample from (default: the eval config's, "
+                      "650; the stream's cost does not depend on it)")
   p.add_argument("--compile-only", action="store_true")
   p.add_argument("--out", default=None)
   args = p.parse_args()
@@ -47,28 +59,30 @@ def main():
   net = configs.make_network_from_config(cfg)
   ecfg = configs.get_eval_config("default")
   args.eval_images = args.eval_images or ecfg.eval_images
+  pool = args.class_pool or ecfg.class_pool
   finetune = tuple(args.finetune or evaluation.FINETUNE[args.method])
-  static = inner_loop.context_is_static(net, finetune)
   params = net.init(jax.random.key(0))
   images = jnp.asarray(data.synthetic_omniglot(0, background=1,
-                                               evaluation=ecfg.class_pool).evaluation)
+                                               evaluation=pool).evaluation)
   rng = np.random.default_rng(0)
-  classes = jnp.asarray(continual.sample_classes(rng, ecfg.class_pool, args.classes, args.runs))
+  classes = jnp.asarray(continual.sample_classes(rng, pool, args.classes, args.runs))
   keys = jax.random.split(jax.random.key(1), args.runs)
   lrs = jnp.asarray(configs.PAPER_LRS[:args.lrs], jnp.float32)
+  t0 = time.perf_counter()
+  net, params, images, ctx = evaluation.stream_inputs(
+      net, params, finetune, images, frozen_features=args.path == "features")
+  jax.block_until_ready((images, ctx))
+  context_s = time.perf_counter() - t0
   evaluate = jax.jit(continual.make_stream_evaluator(
       net, finetune_params=finetune, train_per_class=ecfg.train_per_class,
       eval_batch=evaluation.stream_eval_batch(args.eval_images, args.runs, args.lrs)))
   t0 = time.perf_counter()
-  ctx = continual.compute_context(net, params, images) if static else None
-  jax.block_until_ready(ctx)
-  context_s = time.perf_counter() - t0
-  t0 = time.perf_counter()
   compiled = evaluate.lower(params, keys, lrs, classes, images, ctx).compile()
   compile_s = time.perf_counter() - t0
   mem = compiled.memory_analysis()
-  row = {"classes": args.classes, "runs": args.runs, "lrs": args.lrs,
-         "method": args.method, "finetune": list(finetune),
+  row = {"classes": args.classes, "class_pool": pool, "runs": args.runs, "lrs": args.lrs,
+         "method": args.method, "finetune": list(finetune), "path": args.path,
+         "network": net.name,
          "eval_images": args.eval_images,
          "eval_batch_per_stream": evaluation.stream_eval_batch(args.eval_images,
                                                                args.runs, args.lrs),

@@ -1,6 +1,8 @@
 import os
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from anml_jax import data, models
@@ -32,3 +34,31 @@ def tiny_anml(num_outputs=7, impl="xla"):
 def tiny_oml(num_outputs=7):
   return models.make_oml(channels=3, hidden=4, num_outputs=num_outputs,
                          conv_impl="xla")
+
+
+def toy_net(k):
+  """A linear classifier on a class code: the context (and the features) of
+  an image are its first ``k`` pixels; logits = code @ W + b (head (k, k)).
+
+  On :func:`coded_images` the code is one-hot, so the logits ``W[c] + b`` are
+  computed exactly on any CPU and predictions of two code paths can be
+  compared exactly."""
+  def context(params, x):
+    del params
+    return x.reshape(x.shape[0], -1)[:, :k]
+
+  init = lambda key: {"pln": {"head": {
+      "kernel": jax.random.normal(key, (k, k)), "bias": jnp.zeros(k)}}}
+  return models.Network("toy", init, context, lambda params, x, ctx: ctx, (),
+                        ("pln", "head"))
+
+
+def coded_images(num_classes, seed=0):
+  """(C, 20, 28, 28, 1), C <= 140: every drawing of class c has its c-th pixel
+  (row-major) set to 1 (the code :func:`toy_net` reads), zeros up to row 5
+  and noise from row 5 on."""
+  x = np.zeros((num_classes, 20, 28, 28, 1), np.float32)
+  for c in range(num_classes):
+    x[c, :, c // 28, c % 28, 0] = 1.0
+  x[:, :, 5:] = np.random.default_rng(seed).normal(size=(num_classes, 20, 23, 28, 1))
+  return jnp.asarray(x)

@@ -30,8 +30,8 @@ def main(out):
   ck = checkpointing.Checkpointer(os.path.join(out, "ckpt"))
   ck.save(new_state, cfg.to_dict())
   ck.close()
-  omni, ecfg, eparams = sharding_case.eval_setup()
-  res = evaluation.meta_test("anml", net, eparams, omni, ecfg, log=lambda s: None,
+  enet, eparams, omni, ecfg = sharding_case.eval_setup()
+  res = evaluation.meta_test("anml", enet, eparams, omni, ecfg, log=lambda s: None,
                              mesh=mesh)
   np.savez(os.path.join(out, "sharded.npz"),
            **{f"p/{k}": v for k, v in sharding_case.flat(new_state.params).items()},

@@ -2,9 +2,11 @@
 and the 4-device worker it starts (tests/sharded_worker.py)."""
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import traverse_util
 
 from anml_jax import configs, data, meta
+from tests import conftest
 
 META_BATCH = 4
 
@@ -32,13 +34,17 @@ KEY = jax.random.key(3)
 
 
 def eval_setup():
-  """(omniglot, eval config, params): 3 runs, so 4 devices need padding."""
-  cfg, net, state, _ = meta_setup()
-  omni = data.synthetic_omniglot(2, background=12, evaluation=8)
+  """(net, params, omniglot, eval config): the toy network on coded images,
+  whose logits are exact (tests/conftest.py), so the sharded and single-device
+  predictions can be compared exactly; 3 runs, so 4 devices need padding."""
+  net = conftest.toy_net(12)
+  coded = np.asarray(conftest.coded_images(12))
+  omni = data.Omniglot(coded, coded[:8], [], [])
   ecfg = configs.get_eval_config("smoke")
   ecfg.runs, ecfg.search_runs = 3, 2
   ecfg.search_pool, ecfg.class_pool = 12, 8
-  return omni, ecfg, state.params
+  ecfg.lrs = (3e-2, 3e-1)
+  return net, net.init(jax.random.key(0)), omni, ecfg
 
 
 def flat(params):

@@ -29,10 +29,16 @@ def test_meta_step_benchmark_reports_the_floor(tmp_path):
 
 def test_meta_test_benchmark_counts_stream_steps(tmp_path):
   out = tmp_path / "meta_test.json"
-  _run("meta_test.py", "--classes", "3", "--runs", "2", "--lrs", "2", "--out", str(out))
+  _run("meta_test.py", "--classes", "3", "--class-pool", "5", "--runs", "2", "--lrs", "2",
+       "--out", str(out))
   row = json.loads(out.read_text())["rows"][0]
   assert row["stream_steps"] == 2 * 2 * 15 * 3
   assert row["xla_temp_bytes"] > 0 and 0 <= row["test_acc_mean"] <= 1
+  assert (row["path"], row["network"]) == ("features", "anml/head")
+  _run("meta_test.py", "--classes", "3", "--class-pool", "5", "--runs", "1", "--lrs", "1",
+       "--path", "network", "--out", str(out))
+  row = json.loads(out.read_text())["rows"][0]
+  assert (row["path"], row["network"], row["stream_steps"]) == ("network", "anml", 45)
 
 
 def test_profile_groups_xla_ops_by_kind(tmp_path):

@@ -26,12 +26,14 @@ def test_interrupted_then_resumed_equals_uninterrupted(tmp_path):
   a, b = str(tmp_path / "a"), str(tmp_path / "b")
   assert train.main(["--workdir", a, *SYN, "--set", "steps=6"]) == 0
   assert train.main(["--workdir", b, *SYN, "--set", "steps=4"]) == 0
+  with open(os.path.join(b, "metrics.jsonl"), "a") as f:   # a run killed after
+    f.write(json.dumps({"step": 6, "loss": -1.0}) + "\n")  # its last checkpoint
   assert train.main(["--workdir", b, "--resume", *SYN, "--set", "steps=6"]) == 0
   sa, sb = _params(a), _params(b)
   assert int(sa.step) == int(sb.step) == 6
   jax.tree.map(np.testing.assert_array_equal, sa, sb)
   lines = [json.loads(l) for l in open(os.path.join(b, "metrics.jsonl"))]
-  assert [l["step"] for l in lines] == [2, 4, 6]
+  assert [l["step"] for l in lines] == [2, 4, 6] and lines[-1]["loss"] > 0
   assert os.path.isfile(os.path.join(a, "config.json"))
   assert os.path.getsize(os.path.join(a, "meta_training.png")) > 0
   assert any(f.startswith("events") for f in os.listdir(os.path.join(a, "tb")))
