@@ -12,29 +12,8 @@ import os
 import sys
 
 import jax
-import ml_collections
 
-from anml_jax import (checkpointing, configs, data, evaluation, meta, reporting,
-                      sharding)
-
-
-def load_params(path: str, method: str | None):
-  """Restores the meta-parameters of a run folder (or its checkpoints/)."""
-  ckdir = os.path.join(path, "checkpoints")
-  ckdir = ckdir if os.path.isdir(ckdir) else path
-  ck = checkpointing.Checkpointer(ckdir)
-  try:
-    cfg = ml_collections.ConfigDict(ck.read_meta()["config"])
-    cfg.inner_params = tuple(cfg.inner_params)
-    if method and method != cfg.method:
-      raise checkpointing.CheckpointError(
-          f"{path} was trained with --method {cfg.method}, not {method}; drop "
-          "--method or point to a checkpoint of that method.")
-    net = configs.make_network_from_config(cfg)
-    state, m = ck.restore(meta.init_state(cfg, net))
-  finally:
-    ck.close()
-  return cfg, net, state.params, m["step"]
+from anml_jax import checkpointing, configs, data, evaluation, reporting, sharding
 
 
 def write_all(out: str, results_list: list) -> None:
@@ -52,7 +31,9 @@ def main(argv=None):
   p = argparse.ArgumentParser(description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
   src = p.add_mutually_exclusive_group(required=True)
-  src.add_argument("--checkpoint", help="run folder written by train.py")
+  src.add_argument("--checkpoint",
+                   help="run folder written by train.py, or a parameter file (.npz) "
+                        "written by checkpointing.export_params")
   src.add_argument("--scratch", action="store_true",
                    help="baseline: a freshly initialised ANML network")
   src.add_argument("--compare", nargs="+", metavar="RESULTS_DIR",
@@ -127,7 +108,7 @@ def main(argv=None):
       net = configs.make_network_from_config(cfg)
       params, method, step = net.init(jax.random.key(cfg.seed)), "scratch", 0
     else:
-      cfg, net, params, step = load_params(args.checkpoint, args.method)
+      cfg, net, params, step = checkpointing.load_run(args.checkpoint, args.method)
       method = cfg.method
     extra = {"checkpoint": args.checkpoint, "checkpoint_step": step,
              "model_config": cfg.to_dict()}

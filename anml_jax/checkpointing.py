@@ -5,15 +5,17 @@ and ``meta`` (JSON: the config and the shape of every parameter). Restoring
 compares the saved shapes with the expected ones first, so a checkpoint of
 another architecture fails with a message that says what differs.
 """
+import json
 import os
 
 import jax
+import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 from flax import traverse_util
 
-from anml_jax import sharding
-from anml_jax.meta import MetaState
+from anml_jax import configs, sharding
+from anml_jax.meta import MetaState, init_state
 
 
 class CheckpointError(RuntimeError):
@@ -100,3 +102,75 @@ def check_shapes(saved: dict, expected: dict, where: str) -> None:
                "(its config.json / --config and --method), or point to a "
                "checkpoint of this architecture.")
   raise CheckpointError("\n".join(lines))
+
+
+def export_params(run: str, path: str) -> dict:
+  """Writes the meta-parameters of a run (latest checkpoint) to one
+  compressed ``.npz`` for sharing: parameters only (no optimiser state), the
+  output layer left out (the meta-test re-draws it before learning), plus
+  the run's config and step. :func:`load_run` reads it back.
+
+  Returns {'path', 'bytes', 'step'}.
+  """
+  cfg, net, params, step = load_run(run)
+  head = "/".join(net.head_path)
+  flat = {k: np.asarray(v) for k, v in traverse_util.flatten_dict(
+      jax.device_get(params), sep="/").items() if not k.startswith(head + "/")}
+  meta = {"config": cfg.to_dict(), "step": int(step), "left_out": head}
+  np.savez_compressed(path, __meta__=np.array(json.dumps(meta)), **flat)
+  return {"path": path, "bytes": os.path.getsize(path), "step": int(step)}
+
+
+def _load_npz(path: str, method: str | None):
+  with np.load(path) as f:
+    if "__meta__" not in f:
+      raise CheckpointError(f"{path} is not a parameter file written by "
+                            "checkpointing.export_params (no __meta__ entry)")
+    meta = json.loads(str(f["__meta__"]))
+    flat = {k: f[k] for k in f.files if k != "__meta__"}
+  cfg = _config(meta["config"], path, method)
+  net = configs.make_network_from_config(cfg)
+  fresh = traverse_util.flatten_dict(net.init(jax.random.key(cfg.seed)), sep="/")
+  left_out = meta["left_out"]
+  expected = {k: v for k, v in fresh.items() if not k.startswith(left_out + "/")}
+  check_shapes(param_shapes(traverse_util.unflatten_dict(flat, sep="/")),
+               param_shapes(traverse_util.unflatten_dict(expected, sep="/")), path)
+  params = traverse_util.unflatten_dict(
+      {**fresh, **{k: jax.numpy.asarray(v) for k, v in flat.items()}}, sep="/")
+  return cfg, net, params, meta["step"]
+
+
+def _config(saved: dict, path: str, method: str | None) -> ml_collections.ConfigDict:
+  cfg = ml_collections.ConfigDict(saved)
+  cfg.inner_params = tuple(cfg.inner_params)
+  if method and method != cfg.method:
+    raise CheckpointError(
+        f"{path} was trained with --method {cfg.method}, not {method}; drop "
+        "--method or point to a checkpoint of that method.")
+  return cfg
+
+
+def load_run(path: str, method: str | None = None):
+  """The meta-parameters of a run folder written by train.py (or of its
+  ``checkpoints/``) at its latest checkpoint, or of a ``.npz`` written by
+  :func:`export_params` (whose left-out output layer is freshly drawn).
+
+  Returns ``(config, network, params, step)``. Raises CheckpointError if
+  ``method`` is given and the run is of another method, or if the
+  parameters do not fit the architecture their config describes.
+  """
+  if path.endswith(".npz"):
+    if not os.path.isfile(path):
+      raise CheckpointError(f"{path} not found: give a file written by "
+                            "checkpointing.export_params, or a run folder")
+    return _load_npz(path, method)
+  ckdir = os.path.join(path, "checkpoints")
+  ckdir = ckdir if os.path.isdir(ckdir) else path
+  ck = Checkpointer(ckdir)
+  try:
+    cfg = _config(ck.read_meta()["config"], path, method)
+    net = configs.make_network_from_config(cfg)
+    state, m = ck.restore(init_state(cfg, net))
+  finally:
+    ck.close()
+  return cfg, net, state.params, m["step"]

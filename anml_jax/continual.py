@@ -162,13 +162,14 @@ def make_stream_evaluator(net: Network, *, finetune_params: Sequence[str],
   return evaluate
 
 
-def map_images(fn: Callable[[jax.Array], jax.Array], images: jax.Array,
-               batch: int = 512) -> jax.Array:
-  """Applies ``fn`` ((B, ...) images -> (B, D)) to every image of an Omniglot
-  set, ``batch`` images at a time: (C, 20, ...) -> (C, 20, D)."""
+def map_images(fn: Callable, images: jax.Array, batch: int = 512):
+  """Applies ``fn`` ((B, ...) images -> (B, D), or a pytree of such) to every
+  image of an Omniglot set, ``batch`` images at a time: (C, 20, ...) ->
+  (C, 20, D) (the same pytree)."""
   flat = images.reshape((-1,) + images.shape[2:])
-  out = jax.lax.map(lambda x: fn(x[None])[0], flat, batch_size=batch)
-  return out.reshape(images.shape[:2] + out.shape[1:])
+  out = jax.lax.map(lambda x: jax.tree.map(lambda a: a[0], fn(x[None])), flat,
+                    batch_size=batch)
+  return jax.tree.map(lambda a: a.reshape(images.shape[:2] + a.shape[1:]), out)
 
 
 def compute_context(net: Network, params: Params, images: jax.Array,

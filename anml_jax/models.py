@@ -140,15 +140,23 @@ class Dense(nn.Module):
 
 
 class NeuromodulatoryNet(nn.Module):
-  """NM: ConvStack(nm_channels) -> Dense(gate_width); returns gate logits."""
+  """NM: ConvStack(nm_channels) -> Dense(gate_width); returns gate logits.
+
+  ``apply(..., method='activations')`` gives the trunk's (B, 9 * channels)
+  activations instead (the NM's own representation)."""
   channels: int = 112
   gate_width: int = 2304
   impl: str = "xla"
 
-  @nn.compact
+  def setup(self):
+    self.trunk = ConvStack(self.channels, impl=self.impl)
+    self.to_gate = Dense(self.gate_width)
+
   def __call__(self, x):
-    h = ConvStack(self.channels, impl=self.impl, name="trunk")(x)
-    return Dense(self.gate_width, name="to_gate")(h)
+    return self.to_gate(self.trunk(x))
+
+  def activations(self, x):
+    return self.trunk(x)
 
 
 class OMLRepresentation(nn.Module):
@@ -199,6 +207,9 @@ class Network(NamedTuple):
       the linear head; reads no parameter under ``head_path``.
     context_keys: top-level parameter keys the context depends on.
     head_path: path of the output layer's ``{'kernel': (D, K), 'bias': (K,)}``.
+    probes: optional (params, x (B, ...)) -> {name: (B, D_name)}, the
+      network's internal representations by name, for analyses
+      (``anml_jax.analysis``).
   """
   name: str
   init: Callable[[jax.Array], Params]
@@ -206,6 +217,7 @@ class Network(NamedTuple):
   features: Callable[[Params, jax.Array, jax.Array], jax.Array]
   context_keys: tuple
   head_path: tuple
+  probes: Callable[[Params, jax.Array], dict] | None = None
 
   def predict(self, params: Params, x: jax.Array, ctx: jax.Array) -> jax.Array:
     """Logits (B, K) from the images and their context."""
@@ -277,12 +289,23 @@ def make_anml(*, nm_channels: int = 112, pln_channels: int = 256,
   def context(params, x):
     return nm.apply({"params": params["nm"]}, _tile_channels(x, in_channels))
 
-  def features(params, x, ctx):
-    h = feat.apply({"params": params["pln"]["features"]},
-                   _tile_channels(x, in_channels))
-    return gating.gate(h, ctx)
+  def ungated(params, x):
+    return feat.apply({"params": params["pln"]["features"]},
+                      _tile_channels(x, in_channels))
 
-  return Network("anml", init, context, features, ("nm",), ("pln", "head"))
+  def features(params, x, ctx):
+    return gating.gate(ungated(params, x), ctx)
+
+  def probes(params, x):
+    """PLN features before and after the gate, the gate, the NM trunk."""
+    logits = context(params, x)
+    h = ungated(params, x)
+    return {"pln_before_gate": h, "gate": gating.gate_values(logits),
+            "pln_after_gate": gating.gate(h, logits),
+            "nm": nm.apply({"params": params["nm"]}, _tile_channels(x, in_channels),
+                           method="activations")}
+
+  return Network("anml", init, context, features, ("nm",), ("pln", "head"), probes)
 
 
 def make_oml(*, channels: int = 256, hidden: int = 1024,
@@ -311,7 +334,11 @@ def make_oml(*, channels: int = 256, hidden: int = 1024,
     del x
     return jax.nn.relu(linear(params["pln"]["hidden"], ctx))
 
-  return Network("oml", init, context, features, ("rln",), ("pln", "head"))
+  def probes(params, x):
+    """The RLN's representation (what OML's PLN learns from)."""
+    return {"representation": context(params, x)}
+
+  return Network("oml", init, context, features, ("rln",), ("pln", "head"), probes)
 
 
 def reinit_head(params: Params, head_path: Sequence[str], key: jax.Array,

@@ -169,3 +169,64 @@ def plot_training(metrics_path: str, path: str) -> None:
   fig.tight_layout()
   fig.savefig(path, dpi=120)
   plt.close(fig)
+
+
+def _square(v) -> "np.ndarray":
+  """(D,) -> (s, s), s = ceil(sqrt(D)), zero-padded: a vector shown as a map."""
+  import numpy as np
+  v = np.asarray(v, np.float32).ravel()
+  s = int(np.ceil(np.sqrt(v.size)))
+  return np.pad(v, (0, s * s - v.size)).reshape(s, s)
+
+
+def plot_sparsity(images, rows: dict, means: dict, path: str, rel: float = 0.1) -> None:
+  """Paper Fig. 5 style: for each example image (left) its representations
+  side by side, one map per name in ``rows`` ({name: (E, D)}), titled with
+  the share of units above ``rel`` times the map's largest value, and a last
+  row with the mean of each over the whole set (``means``: {name: (D,)})."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  names = list(rows)
+  e = len(images)
+  fig, axes = plt.subplots(e + 1, len(names) + 1, figsize=(2.2 * (len(names) + 1), 2.2 * (e + 1)))
+  for i in range(e + 1):
+    ax = axes[i, 0]
+    if i < e:
+      ax.imshow(images[i].squeeze(), cmap="gray")
+      ax.set_title(f"image {i + 1}", fontsize=8)
+    else:
+      ax.text(0.5, 0.5, "mean over\nthe set", ha="center", va="center")
+    for j, name in enumerate(names):
+      v = rows[name][i] if i < e else means[name]
+      axes[i, j + 1].imshow(_square(v), cmap="viridis", interpolation="nearest")
+      share = float((v > rel * v.max()).mean()) if i < e else None
+      axes[i, j + 1].set_title(
+          name + ("" if share is None else f"\n{100 * share:.0f}% above {rel:g} x max"),
+          fontsize=8)
+  for ax in axes.ravel():
+    ax.set_xticks([])
+    ax.set_yticks([])
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
+def plot_tsne(panels: dict, labels, path: str, knn: dict | None = None) -> None:
+  """Paper Fig. 6 style: one 2-D embedding per representation ({name: (S,
+  2)}), points coloured by class; the titles carry KNN accuracy if given."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 4), squeeze=False)
+  for ax, (name, xy) in zip(axes[0], panels.items()):
+    ax.scatter(xy[:, 0], xy[:, 1], c=labels, cmap="tab10", s=12)
+    extra = "" if not knn or knn.get(name) is None else f"\nKNN {100 * knn[name]:.1f}%"
+    ax.set_title(name + extra, fontsize=9)
+    ax.set_xticks([])
+    ax.set_yticks([])
+  fig.suptitle(f"t-SNE of {len(set(labels))} meta-test classes, first time seen "
+               "(KNN accuracy over all analysed classes)", fontsize=9)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)

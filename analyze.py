@@ -1,0 +1,153 @@
+"""The paper's representation analyses for a checkpoint: gate sparsity (Fig. 5),
+t-SNE and KNN (Fig. 6).
+
+  python analyze.py --checkpoint runs/anml --oml-checkpoint runs/oml --out results/analysis
+  python analyze.py --checkpoint runs/anml --out /tmp/a --classes 100   # a quick look
+
+Writes DIR/analysis.json (sparsity, KNN accuracies, the split), sparsity.png
+(3 meta-test test images x their representations, plus the set means) and
+tsne.png (10 meta-test classes, first time seen). Meta-test classes are
+Omniglot's evaluation set; KNN uses the meta-test split (the first 15 drawings
+of each class are the neighbours, the last 5 are classified); sparsity is
+measured on the last 5 drawings (the meta-test test images).
+"""
+import argparse
+import json
+import os
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from anml_jax import analysis, checkpointing, data, reporting
+
+TRAIN_PER_CLASS = 15
+
+
+def sparsity(reps: dict, prefix: str, rel: float) -> dict:
+  """Active fractions (mean over images) and dead units of every ReLU
+  representation in ``reps`` ({name: (S, D)}), under the names the analysis
+  reports, each also at the relative threshold ``rel``; gate statistics."""
+  keys = {"pln_before_gate": ("pln_active_before_gate", "dead_units_before_gate"),
+          "pln_after_gate": ("pln_active_after_gate", "dead_units_after_gate"),
+          "nm": ("nm_active", "nm_dead_units"),
+          "representation": (f"{prefix}_active", f"{prefix}_dead_units")}
+  out = {"units": {}}
+  for name, (act_key, dead_key) in keys.items():
+    if name not in reps:
+      continue
+    x = reps[name]
+    for r, suffix in ((0.0, ""), (rel, f"_above_{rel:g}_max")):
+      out[act_key + suffix] = float(analysis.active_fraction(x, r).mean())
+      out[dead_key + suffix] = int(analysis.dead_units(x, r))
+    out["units"][name] = int(x.shape[-1])
+  if "gate" in reps:
+    g = np.asarray(reps["gate"])
+    out["gate_mean"] = float(g.mean())
+    out["gate_below_0.1"] = float((g < 0.1).mean())
+    out["gate_histogram_10_bins"] = np.histogram(g, bins=10, range=(0, 1))[0].tolist()
+  return out
+
+
+def main(argv=None):
+  p = argparse.ArgumentParser(description=__doc__,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+  p.add_argument("--checkpoint", required=True, help="run folder written by train.py")
+  p.add_argument("--oml-checkpoint", default=None, help="an OML run, for its representation")
+  p.add_argument("--out", required=True, help="output folder")
+  p.add_argument("--classes", type=int, default=None,
+                 help="meta-test classes analysed (default: the whole evaluation set)")
+  p.add_argument("--k", type=int, default=5, help="neighbours of the KNN classifier")
+  p.add_argument("--tsne-classes", type=int, default=10)
+  p.add_argument("--rel", type=float, default=0.1,
+                 help="also count units above this fraction of the image's largest activation")
+  p.add_argument("--seed", type=int, default=0)
+  p.add_argument("--omniglot-dir", default=None)
+  p.add_argument("--data-source", default="zip", choices=("zip", "tfds", "synthetic"))
+  p.add_argument("--cache-dir", default=None)
+  args = p.parse_args(argv)
+
+  try:
+    omni = (data.synthetic_omniglot() if args.data_source == "synthetic" else
+            data.load_omniglot(args.omniglot_dir, source=args.data_source,
+                               cache_dir=args.cache_dir))
+    cfg, net, params, step = checkpointing.load_run(args.checkpoint)
+    oml = None
+    if args.oml_checkpoint:
+      oml = checkpointing.load_run(args.oml_checkpoint, "oml")
+    pool = omni.evaluation.shape[0]
+    n = args.classes or pool
+    if not args.tsne_classes <= n <= pool:
+      raise ValueError(f"--classes {n} must lie between --tsne-classes "
+                       f"({args.tsne_classes}) and the {pool} evaluation classes")
+  except (ValueError, data.DataError, checkpointing.CheckpointError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 1
+
+  rng = np.random.default_rng(args.seed)
+  classes = np.sort(rng.choice(pool, n, replace=False))
+  images = jnp.asarray(omni.evaluation[classes])
+  reps = {"": analysis.probe_set(net, params, images)}
+  reps["random_init"] = analysis.probe_set(net, net.init(jax.random.key(args.seed)), images)
+  if oml is not None:
+    reps["oml"] = analysis.probe_set(oml[1], oml[2], images)
+  prefix = cfg.method if cfg.arch == "oml" else "anml"
+
+  def test_set(r):   # the meta-test test images: (n * 5, D)
+    return {k: np.asarray(v[:, TRAIN_PER_CLASS:]).reshape(-1, v.shape[-1]) for k, v in r.items()}
+
+  own = test_set(reps[""])
+  result = {"checkpoint": args.checkpoint, "checkpoint_step": step, "method": cfg.method,
+            "classes": int(n), "test_images": int(n * (20 - TRAIN_PER_CLASS)),
+            "seed": args.seed, "relative_threshold": args.rel,
+            "sparsity": sparsity(own, prefix, args.rel)}
+  if oml is not None:
+    o = sparsity({"representation": test_set(reps["oml"])["representation"]}, "oml", args.rel)
+    result["sparsity"]["units"].update(oml=o.pop("units")["representation"])
+    result["sparsity"].update(o)
+    result["oml_checkpoint"], result["oml_checkpoint_step"] = args.oml_checkpoint, oml[3]
+
+  knn = {"k": args.k, "split": f"meta-test split of {n} evaluation classes: drawings 1-15 "
+                               "are the neighbours, drawings 16-20 are classified"}
+  for name, v in reps[""].items():
+    if name != "gate":
+      knn[name if cfg.arch == "anml" else prefix] = analysis.knn_on_drawings(np.asarray(v), args.k)
+  random_key = "pln_after_gate" if cfg.arch == "anml" else "representation"
+  knn["random_init"] = analysis.knn_on_drawings(np.asarray(reps["random_init"][random_key]), args.k)
+  knn["random_init_representation"] = random_key
+  if oml is not None:
+    knn["oml"] = analysis.knn_on_drawings(np.asarray(reps["oml"]["representation"]), args.k)
+  knn.setdefault("oml", None)
+  result["knn"] = knn
+
+  os.makedirs(args.out, exist_ok=True)
+  shown = rng.choice(n, args.tsne_classes, replace=False)
+  result["tsne_classes"] = classes[shown].tolist()
+  panels = {}
+  if oml is not None:
+    panels["oml"] = reps["oml"]["representation"]
+  for name in ("pln_before_gate", "pln_after_gate", "representation"):
+    if name in reps[""]:
+      panels[name if cfg.arch == "anml" else prefix] = reps[""][name]
+  labels = np.repeat(np.arange(args.tsne_classes), 20)
+  reporting.plot_tsne({k: analysis.tsne_2d(np.asarray(v[shown]).reshape(-1, v.shape[-1]), args.seed)
+                       for k, v in panels.items()}, labels,
+                      os.path.join(args.out, "tsne.png"), knn)
+  if cfg.arch == "anml":
+    pick = rng.choice(own["gate"].shape[0], 3, replace=False)
+    test_images = np.asarray(images[:, TRAIN_PER_CLASS:]).reshape((-1,) + images.shape[2:])
+    names = ("pln_before_gate", "gate", "pln_after_gate")
+    reporting.plot_sparsity(test_images[pick], {k: own[k][pick] for k in names},
+                            {k: own[k].mean(0) for k in names},
+                            os.path.join(args.out, "sparsity.png"), args.rel)
+    result["sparsity_images"] = pick.tolist()
+  with open(os.path.join(args.out, "analysis.json"), "w") as f:
+    json.dump(result, f, indent=2)
+  print(json.dumps({k: result[k] for k in ("sparsity", "knn")}, indent=1))
+  print(f"wrote {args.out}")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
