@@ -158,6 +158,9 @@ class NeuromodulatoryNet(nn.Module):
   def activations(self, x):
     return self.trunk(x)
 
+  def logits_from_activations(self, h):
+    return self.to_gate(h)
+
 
 class OMLRepresentation(nn.Module):
   """OML's RLN as in the ANML repo: 6 convs (strides 1,1,1,2,1,2) + ReLU."""
@@ -298,12 +301,12 @@ def make_anml(*, nm_channels: int = 112, pln_channels: int = 256,
 
   def probes(params, x):
     """PLN features before and after the gate, the gate, the NM trunk."""
-    logits = context(params, x)
+    v = {"params": params["nm"]}
+    n = nm.apply(v, _tile_channels(x, in_channels), method="activations")
+    logits = nm.apply(v, n, method="logits_from_activations")   # the NM trunk runs once
     h = ungated(params, x)
     return {"pln_before_gate": h, "gate": gating.gate_values(logits),
-            "pln_after_gate": gating.gate(h, logits),
-            "nm": nm.apply({"params": params["nm"]}, _tile_channels(x, in_channels),
-                           method="activations")}
+            "pln_after_gate": gating.gate(h, logits), "nm": n}
 
   return Network("anml", init, context, features, ("nm",), ("pln", "head"), probes)
 
