@@ -23,6 +23,7 @@ def get_config(name: str = "default", method: str = "anml") -> ml_collections.Co
   c.steps = 20000                 # --steps 20000
   c.meta_lr = 1e-3                # --meta_lr 0.001 (Adam)
   c.inner_lr = 0.1                # --update_lr 0.1 (plain SGD)
+  c.inner_optimizer = "sgd"       # sgd | adam (meta.INNER_OPTIMIZERS)
   c.traj_len = 20                 # update_step 20: one image per SGD step
   c.remember_size = 64            # random batch of 64 (+ the 20 trajectory images)
   c.meta_batch = 1                # --tasks 1

@@ -16,17 +16,16 @@ scan (:func:`map_images`): the context when the context's parameters are
 frozen, and all of the features when only the head is re-learnt (then the
 stream learner runs on :func:`models.head_only`).
 """
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-from anml_jax import inner_loop
+from anml_jax.learner import make_sequential_learner
 from anml_jax.models import Network, reinit_head
-
-Params = Any
+from anml_jax.types import Params
 
 
 class StreamResult(NamedTuple):
@@ -62,44 +61,11 @@ def split_drawings(images: jax.Array, classes: jax.Array, train_per_class: int):
   return x_tr, y_tr.astype(jnp.int32), x_te, y_te.astype(jnp.int32)
 
 
-def make_stream_learner(net: Network, finetune_params: Sequence[str]) -> Callable:
-  """``learn(params, lr, x, y, ctx) -> params``: one pass of Adam(lr), batch 1.
-
-  x: (S, 28, 28, 1), y: (S,), ctx: (S, D) precomputed context or None (when
-  the context's parameters are fine-tuned too). Only ``finetune_params``
-  change. Adam as ``torch.optim.Adam`` defaults (betas 0.9/0.999, eps 1e-8).
-  """
-  prefixes = tuple(finetune_params)
-
-  def learn(params, lr, x, y, ctx):
-    fast, slow = inner_loop.partition(params, prefixes)
-    opt = optax.adam(lr)
-
-    def loss_fn(fast, xi, yi, ci):
-      p = inner_loop.merge(fast, slow)
-      c = net.context(p, xi) if ci is None else ci
-      return inner_loop.cross_entropy(net.predict(p, xi, c), yi)
-
-    def body(carry, xs):
-      fast, opt_state = carry
-      xi, yi, ci = xs
-      g = jax.grad(loss_fn)(fast, xi[None], yi[None],
-                            None if ci is None else ci[None])
-      updates, opt_state = opt.update(g, opt_state, fast)
-      return (optax.apply_updates(fast, updates), opt_state), None
-
-    (fast, _), _ = jax.lax.scan(body, (fast, opt.init(fast)), (x, y, ctx))
-    return inner_loop.merge(fast, slow)
-
-  return learn
-
-
 def predictions(net: Network, params: Params, x: jax.Array, ctx, batch: int = 256):
   """(S,) argmax predictions, computed in batches of ``batch`` images."""
   def one(args):
-    xi, ci = args
-    c = net.context(params, xi[None]) if ci is None else ci[None]
-    return jnp.argmax(net.predict(params, xi[None], c)[0])
+    xi, ci = jax.tree.map(lambda a: a[None], args)
+    return jnp.argmax(net.predict(params, xi, ci)[0])
   return jax.lax.map(one, (x, ctx), batch_size=batch)
 
 
@@ -128,10 +94,10 @@ def make_stream_evaluator(net: Network, *, finetune_params: Sequence[str],
     ctx: (C, 20, D) context precomputed for every image, or None if the
       context's parameters are fine-tuned (then it is recomputed per step).
   """
-  learn = make_stream_learner(net, finetune_params)
-
   def one_run_one_lr(params, lr, stream, x_tr, y_tr, c_tr, x_te, y_te, c_te, n):
-    final = learn(params, lr, *stream)
+    # Adam with torch.optim.Adam's defaults (betas 0.9/0.999, eps 1e-8).
+    learn = make_sequential_learner(net, optax.adam(lr), finetune_params)
+    final, _ = learn(params, *stream)
     p_tr = predictions(net, final, x_tr, c_tr, eval_batch)
     p_te = predictions(net, final, x_te, c_te, eval_batch)
     return (jnp.mean(p_tr == y_tr), jnp.mean(p_te == y_te),

@@ -6,7 +6,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from anml_jax import continual, inner_loop, sharding
+from anml_jax import continual, sharding
+from anml_jax.learner import context_is_static
 from anml_jax.data import Omniglot
 from anml_jax.models import Network, head_only, head_params
 
@@ -75,7 +76,7 @@ def stream_inputs(net: Network, params, finetune: Sequence[str], images: jax.Arr
   if frozen_features and only_the_head(net, finetune):
     return (head_only(net), head_params(params, net.head_path),
             continual.compute_features(net, params, images), None)
-  if inner_loop.context_is_static(net, finetune):
+  if context_is_static(net, finetune):
     return net, params, images, continual.compute_context(net, params, images)
   return net, params, images, None
 

@@ -12,10 +12,11 @@ import jax.numpy as jnp
 import optax
 
 from anml_jax import data as data_lib
-from anml_jax import inner_loop, sharding
+from anml_jax import sharding
+from anml_jax.learner import (context_is_static, cross_entropy,
+                              make_sequential_learner)
 from anml_jax.models import Network, reinit_head
-
-Params = Any
+from anml_jax.types import Params
 
 
 class MetaState(NamedTuple):
@@ -31,7 +32,17 @@ class MetaState(NamedTuple):
 
 
 def make_optimizer(cfg) -> optax.GradientTransformation:
+  """The outer (meta) optimiser: Adam(meta_lr), as the original."""
   return optax.adam(cfg.meta_lr)
+
+
+INNER_OPTIMIZERS = {"sgd": optax.sgd, "adam": optax.adam}
+
+
+def make_inner_optimizer(cfg) -> optax.GradientTransformation:
+  """The inner loop's optimiser: ``cfg.inner_optimizer`` at ``cfg.inner_lr``
+  (the paper's is plain SGD)."""
+  return INNER_OPTIMIZERS[cfg.inner_optimizer](cfg.inner_lr)
 
 
 def init_state(cfg, net: Network) -> MetaState:
@@ -52,23 +63,20 @@ def make_meta_loss(cfg, net: Network) -> Callable:
   aux: dict of scalars 'inner_loss' (mean over the trajectory), 'accuracy'
   (remember set, after adaptation).
   """
-  inner = inner_loop.make_inner_loop(
-      net, lr=cfg.inner_lr, inner_params=cfg.inner_params,
+  inner = make_sequential_learner(
+      net, make_inner_optimizer(cfg), cfg.inner_params,
       first_order=cfg.first_order, remat=cfg.remat, unroll=cfg.unroll)
-  static_ctx = inner_loop.context_is_static(net, cfg.inner_params)
+  static_ctx = context_is_static(net, cfg.inner_params)
 
   def meta_loss(params, task):
     t = task.x_traj.shape[0]
+    ctx_traj = ctx_rem = None       # None: recomputed from the adapted params
     if static_ctx:
       ctx = net.context(params, jnp.concatenate([task.x_traj, task.x_rem]))
       ctx_traj, ctx_rem = ctx[:t], ctx[t:]
-    else:
-      ctx_traj = None
     adapted, losses = inner(params, task.x_traj, task.y_traj, ctx_traj)
-    if not static_ctx:
-      ctx_rem = net.context(adapted, task.x_rem)
     logits = net.predict(adapted, task.x_rem, ctx_rem)
-    loss = inner_loop.cross_entropy(logits, task.y_rem)
+    loss = cross_entropy(logits, task.y_rem)
     acc = jnp.mean(jnp.argmax(logits, -1) == task.y_rem)
     return loss, {"inner_loss": losses.mean(), "accuracy": acc}
 
@@ -150,7 +158,7 @@ def make_pretrain_step(cfg, net: Network, mesh=None) -> Callable:
 
   def loss_fn(params, x, y):
     logits = net.apply(params, x)
-    return inner_loop.cross_entropy(logits, y), jnp.mean(logits.argmax(-1) == y)
+    return cross_entropy(logits, y), jnp.mean(logits.argmax(-1) == y)
 
   def step(state: MetaState, images: jax.Array):
     key = jax.random.wrap_key_data(state.key)

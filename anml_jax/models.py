@@ -21,15 +21,14 @@ Shapes: images are ``(B, 28, 28, 1)`` floats (see ``data.preprocess``); the
 single grey channel is tiled to ``in_channels`` as the original code's
 ``convert('RGB')`` does. Logits are ``(B, num_outputs)``.
 """
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 from anml_jax import gating
-
-Params = Any
+from anml_jax.types import Params
 
 # torch.nn.init.kaiming_normal_ defaults: fan_in, gain sqrt(2), untruncated.
 kaiming_normal = jax.nn.initializers.variance_scaling(2.0, "fan_in", "normal")
@@ -222,13 +221,17 @@ class Network(NamedTuple):
   head_path: tuple
   probes: Callable[[Params, jax.Array], dict] | None = None
 
-  def predict(self, params: Params, x: jax.Array, ctx: jax.Array) -> jax.Array:
-    """Logits (B, K) from the images and their context."""
+  def predict(self, params: Params, x: jax.Array,
+              ctx: jax.Array | None = None) -> jax.Array:
+    """Logits (B, K) from the images and their context (B, C), computed
+    from ``params`` when None."""
+    if ctx is None:
+      ctx = self.context(params, x)
     return linear(get_path(params, self.head_path), self.features(params, x, ctx))
 
   def apply(self, params: Params, x: jax.Array) -> jax.Array:
     """Full forward pass: (B, 28, 28, 1) -> (B, num_outputs) logits."""
-    return self.predict(params, x, self.context(params, x))
+    return self.predict(params, x)
 
 
 def head_only(net: Network) -> Network:

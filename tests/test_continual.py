@@ -9,7 +9,7 @@ import pytest
 
 import evaluate
 import train
-from anml_jax import configs, continual, data, evaluation, inner_loop, models
+from anml_jax import configs, continual, data, evaluation, learner, models
 from anml_jax.models import reinit_head
 from tests.conftest import coded_images, tiny_anml, tiny_oml, toy_net
 
@@ -38,18 +38,24 @@ def test_a_perfect_memoriser_scores_one_and_a_random_head_scores_chance():
   assert abs(float(res.test.mean()) - 1 / K) < 0.05
 
 
+def _learn(net, finetune, params, lr, x, y, ctx):
+  """The meta-test's learner: one pass of Adam(lr) over (x, y)."""
+  return learner.make_sequential_learner(net, optax.adam(lr), finetune)(
+      params, x, y, ctx)[0]
+
+
 def _adam_loop(net, params, finetune, lr, x, y):
   """The reference: a Python loop of Adam steps, batch 1, on the parameters
   under ``finetune`` (whole top-level groups or the head)."""
-  fast, slow = inner_loop.partition(params, finetune)
+  fast, slow = learner.partition(params, finetune)
   opt = optax.adam(lr)
   st = opt.init(fast)
   for xi, yi in zip(x, y):
-    loss = lambda f: inner_loop.cross_entropy(
-        net.apply(inner_loop.merge(f, slow), xi[None]), yi[None])
+    loss = lambda f: learner.cross_entropy(
+        net.apply(learner.merge(f, slow), xi[None]), yi[None])
     u, st = opt.update(jax.grad(loss)(fast), st, fast)
     fast = optax.apply_updates(fast, u)
-  return inner_loop.merge(fast, slow)
+  return learner.merge(fast, slow)
 
 
 @pytest.mark.parametrize("finetune", [("pln",), ("pln/head",)])
@@ -67,9 +73,8 @@ def test_scan_learner_vmapped_over_lrs_equals_a_python_loop(finetune, x64):
   x, y = images[cls, :15].reshape(45, 28, 28, 1), jnp.repeat(cls, 15)
   lrs = jnp.array([1e-3, 3e-2])
   ctx = net.context(params, x) if finetune == ("pln/head",) else None
-  learn = continual.make_stream_learner(net, finetune)
-  scanned = jax.jit(jax.vmap(learn, in_axes=(None, 0, None, None, None)))(
-      params, lrs, x, y, ctx)
+  scanned = jax.jit(jax.vmap(lambda lr: _learn(net, finetune, params, lr, x, y, ctx)))(
+      lrs)
   for l, lr in enumerate(lrs):
     ref = _adam_loop(net, params, finetune, lr, x, y)
     got = jax.tree.map(lambda a: a[l], scanned)
@@ -130,12 +135,10 @@ def test_head_only_on_precomputed_features_equals_the_whole_network():
   assert feats.shape == (9, 20, 27)
   x = images[:3, :15].reshape(45, 28, 28, 1)
   y = jnp.repeat(jnp.arange(3), 15)
-  whole = continual.make_stream_learner(net, ("pln/head",))(
-      params, 1e-2, x, y, net.context(params, x))
+  whole = _learn(net, ("pln/head",), params, 1e-2, x, y, net.context(params, x))
   head = models.head_only(net)
-  fast = continual.make_stream_learner(head, ("pln/head",))(
-      models.head_params(params, net.head_path), 1e-2,
-      feats[:3, :15].reshape(45, -1), y, None)
+  fast = _learn(head, ("pln/head",), models.head_params(params, net.head_path), 1e-2,
+                feats[:3, :15].reshape(45, -1), y, None)
   assert set(fast) == {"pln"} and set(fast["pln"]) == {"head"}
   for k in ("kernel", "bias"):
     np.testing.assert_allclose(fast["pln"]["head"][k], whole["pln"]["head"][k],
@@ -150,8 +153,8 @@ def test_meta_test_moves_exactly_the_parameters_the_method_fine_tunes(method):
   net = tiny_oml(num_outputs=5) if method == "oml" else tiny_anml(num_outputs=5)
   params = net.init(jax.random.key(0))
   x = 0.1 * jax.random.normal(jax.random.key(1), (6, 28, 28, 1))
-  learn = continual.make_stream_learner(net, evaluation.FINETUNE[method])
-  new = learn(params, 1e-2, x, jnp.arange(6) % 5, None)
+  new = _learn(net, evaluation.FINETUNE[method], params, 1e-2, x, jnp.arange(6) % 5,
+               None)
   flat_old = dict(jax.tree_util.tree_leaves_with_path(params))
   moved = {jax.tree_util.keystr(k) for k, v in jax.tree_util.tree_leaves_with_path(new)
            if not np.array_equal(v, flat_old[k])}

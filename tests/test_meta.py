@@ -2,9 +2,10 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 from jax.test_util import check_grads
 
-from anml_jax import configs, data, inner_loop, meta
+from anml_jax import configs, data, learner, meta
 from tests.conftest import tiny_anml
 
 
@@ -30,6 +31,27 @@ def test_meta_gradient_matches_finite_differences_float64(x64):
   check_grads(f, (params,), order=1, modes=("rev",), eps=1e-7, atol=1e-6, rtol=1e-5)
 
 
+def test_inner_optimizer_config_picks_the_inner_loop_transform(x64):
+  """inner_optimizer='adam': the meta-loss is the remember-set loss after a
+  Python loop of Adam steps on the PLN, one trajectory image each."""
+  net = tiny_anml()
+  params = jax.tree.map(lambda a: a.astype(jnp.float64), net.init(jax.random.key(0)))
+  task = _task(jax.random.key(1), dtype=jnp.float64)
+  got = meta.make_meta_loss(_cfg(inner_optimizer="adam", inner_lr=0.01), net)(
+      params, task)[0]
+  opt, pln = optax.adam(0.01), params["pln"]
+  st = opt.init(pln)
+  for xi, yi in zip(task.x_traj, task.y_traj):
+    g = jax.grad(lambda q: learner.cross_entropy(
+        net.apply({**params, "pln": q}, xi[None]), yi[None]))(pln)
+    u, st = opt.update(g, st, pln)
+    pln = optax.apply_updates(pln, u)
+  want = learner.cross_entropy(net.apply({**params, "pln": pln}, task.x_rem), task.y_rem)
+  np.testing.assert_allclose(got, want, rtol=1e-10)
+  sgd = meta.make_meta_loss(_cfg(inner_lr=0.01), net)(params, task)[0]
+  assert abs(float(sgd - got)) > 1e-6
+
+
 def test_first_order_drops_exactly_the_second_order_terms(x64):
   net = tiny_anml()
   params = jax.tree.map(lambda a: a.astype(jnp.float64), net.init(jax.random.key(0)))
@@ -39,14 +61,14 @@ def test_first_order_drops_exactly_the_second_order_terms(x64):
       _cfg(inner_lr=0.5, first_order=True), net)(p, task)[0])(params)
 
   # Independent first-order reference: the inner displacement is a constant.
-  inner = inner_loop.make_inner_loop(net, lr=0.5, inner_params=("pln",))
+  inner = learner.make_sequential_learner(net, optax.sgd(0.5), ("pln",))
   adapted, _ = inner(params, task.x_traj, task.y_traj,
                      net.context(params, task.x_traj))
   delta = jax.tree.map(lambda a, b: a - b, adapted["pln"], params["pln"])
 
   def ref(p):
     q = {**p, "pln": jax.tree.map(lambda a, d: a + d, p["pln"], delta)}
-    return inner_loop.cross_entropy(net.apply(q, task.x_rem), task.y_rem)
+    return learner.cross_entropy(net.apply(q, task.x_rem), task.y_rem)
 
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-7, atol=1e-10),
                g1, jax.grad(ref)(params))

@@ -1,9 +1,10 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
-from anml_jax import inner_loop
+from anml_jax import learner
 from tests.conftest import tiny_anml, tiny_oml
 
 
@@ -18,7 +19,7 @@ def test_scan_equals_python_loop(make):
   net = make()
   params = net.init(jax.random.key(0))
   x, y = _traj()
-  inner = inner_loop.make_inner_loop(net, lr=0.1, inner_params=("pln",))
+  inner = learner.make_sequential_learner(net, optax.sgd(0.1), ("pln",))
   ctx = net.context(params, x)
   got, losses = jax.jit(inner)(params, x, y, ctx)
 
@@ -27,7 +28,7 @@ def test_scan_equals_python_loop(make):
   for i in range(x.shape[0]):
     def loss(pln):
       q = {**p, "pln": pln}
-      return inner_loop.cross_entropy(net.apply(q, x[i:i + 1]), y[i:i + 1])
+      return learner.cross_entropy(net.apply(q, x[i:i + 1]), y[i:i + 1])
     l, g = jax.value_and_grad(loss)(p["pln"])
     ref_losses.append(l)
     p = {**p, "pln": jax.tree.map(lambda a, b: a - 0.1 * b, p["pln"], g)}
@@ -40,7 +41,7 @@ def test_context_inside_scan_matches_precomputed_when_context_is_frozen():
   net = tiny_anml()
   params = net.init(jax.random.key(0))
   x, y = _traj()
-  inner = inner_loop.make_inner_loop(net, lr=0.1, inner_params=("pln",))
+  inner = learner.make_sequential_learner(net, optax.sgd(0.1), ("pln",))
   a, _ = inner(params, x, y, net.context(params, x))
   b, _ = inner(params, x, y, None)
   jax.tree.map(lambda u, v: np.testing.assert_allclose(u, v, rtol=1e-5, atol=1e-6), a, b)
@@ -50,7 +51,7 @@ def test_frozen_parameters_untouched_and_fast_ones_move():
   net = tiny_anml()
   params = net.init(jax.random.key(0))
   x, y = _traj()
-  inner = inner_loop.make_inner_loop(net, lr=0.1, inner_params=("pln/head",))
+  inner = learner.make_sequential_learner(net, optax.sgd(0.1), ("pln/head",))
   adapted, _ = inner(params, x, y, net.context(params, x))
   for k in ("nm",):
     jax.tree.map(np.testing.assert_array_equal, adapted[k], params[k])
@@ -65,7 +66,7 @@ def test_one_step_closed_form_for_the_head_bias():
   net = tiny_anml(num_outputs=5)
   params = net.init(jax.random.key(3))
   x, y = _traj(t=1, k=5)
-  inner = inner_loop.make_inner_loop(net, lr=0.7, inner_params=("pln/head/bias",))
+  inner = learner.make_sequential_learner(net, optax.sgd(0.7), ("pln/head/bias",))
   adapted, _ = inner(params, x, y, net.context(params, x))
   probs = jax.nn.softmax(net.apply(params, x)[0])
   expected = params["pln"]["head"]["bias"] - 0.7 * (probs - jax.nn.one_hot(y[0], 5))
@@ -76,7 +77,7 @@ def test_one_step_closed_form_for_the_head_bias():
 def test_partition_rejects_unknown_prefix():
   net = tiny_anml()
   with pytest.raises(ValueError, match="matches no parameter"):
-    inner_loop.partition(net.init(jax.random.key(0)), ("plm",))
+    learner.partition(net.init(jax.random.key(0)), ("plm",))
 
 
 def test_remat_and_unroll_do_not_change_results():
@@ -84,10 +85,10 @@ def test_remat_and_unroll_do_not_change_results():
   params = net.init(jax.random.key(0))
   x, y = _traj()
   ctx = net.context(params, x)
-  base, _ = inner_loop.make_inner_loop(net, lr=0.1, inner_params=("pln",))(
+  base, _ = learner.make_sequential_learner(net, optax.sgd(0.1), ("pln",))(
       params, x, y, ctx)
   for kw in ({"remat": True}, {"unroll": 4}):
-    other, _ = inner_loop.make_inner_loop(net, lr=0.1, inner_params=("pln",), **kw)(
+    other, _ = learner.make_sequential_learner(net, optax.sgd(0.1), ("pln",), **kw)(
         params, x, y, ctx)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
                  base, other)
