@@ -1,8 +1,8 @@
 """The paper's representation analyses for a checkpoint: gate sparsity (Fig. 5),
 t-SNE and KNN (Fig. 6).
 
-  python analyze.py --checkpoint runs/anml --oml-checkpoint runs/oml --out results/analysis
-  python analyze.py --checkpoint runs/anml --out /tmp/a --classes 100   # a quick look
+  python analyze.py --checkpoint=runs/anml --oml_checkpoint=runs/oml --out=results/analysis
+  python analyze.py --checkpoint=runs/anml --out=/tmp/a --classes=100   # a quick look
 
 Writes DIR/analysis.json (sparsity, KNN accuracies, the split), sparsity.png
 (3 meta-test test images x their representations, plus the set means) and
@@ -11,7 +11,6 @@ Omniglot's evaluation set; KNN uses the meta-test split (the first 15 drawings
 of each class are the neighbours, the last 5 are classified); sparsity is
 measured on the last 5 drawings (the meta-test test images).
 """
-import argparse
 import json
 import os
 import sys
@@ -19,8 +18,9 @@ import sys
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl import flags
 
-from anml_jax import analysis, checkpointing, data, reporting
+from anml_jax import analysis, checkpointing, cli, data, methods, provenance, reporting
 
 TRAIN_PER_CLASS = 15
 
@@ -50,40 +50,42 @@ def sparsity(reps: dict, prefix: str, rel: float) -> dict:
   return out
 
 
-def main(argv=None):
-  p = argparse.ArgumentParser(description=__doc__,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
-  p.add_argument("--checkpoint", required=True, help="run folder written by train.py")
-  p.add_argument("--oml-checkpoint", default=None, help="an OML run, for its representation")
-  p.add_argument("--out", required=True, help="output folder")
-  p.add_argument("--classes", type=int, default=None,
-                 help="meta-test classes analysed (default: the whole evaluation set)")
-  p.add_argument("--k", type=int, default=5, help="neighbours of the KNN classifier")
-  p.add_argument("--tsne-classes", type=int, default=10)
-  p.add_argument("--rel", type=float, default=0.1,
-                 help="also count units above this fraction of the image's largest activation")
-  p.add_argument("--seed", type=int, default=0)
-  p.add_argument("--omniglot-dir", default=None)
-  p.add_argument("--data-source", default="zip", choices=("zip", "tfds", "synthetic"))
-  p.add_argument("--cache-dir", default=None)
-  args = p.parse_args(argv)
+def define(fv, argv):
+  del argv
+  flags.DEFINE_string("checkpoint", None, "run folder written by train.py, or a "
+                      "parameter file (.npz)", flag_values=fv)
+  flags.DEFINE_string("oml_checkpoint", None, "an OML run, for its representation",
+                      flag_values=fv)
+  flags.DEFINE_string("out", None, "output folder", flag_values=fv)
+  flags.DEFINE_integer("classes", None, "meta-test classes analysed (default: the "
+                       "whole evaluation set)", flag_values=fv)
+  flags.DEFINE_integer("k", 5, "neighbours of the KNN classifier", flag_values=fv)
+  flags.DEFINE_integer("tsne_classes", 10, "classes in the t-SNE figure", flag_values=fv)
+  flags.DEFINE_float("rel", 0.1, "also count units above this fraction of the "
+                     "image's largest activation", flag_values=fv)
+  flags.DEFINE_integer("seed", 0, "class sample, random network, t-SNE", flag_values=fv)
+  cli.define_data_flags(fv)
 
+
+def main(argv=None):
+  argv = sys.argv[1:] if argv is None else list(argv)
   try:
-    omni = (data.synthetic_omniglot() if args.data_source == "synthetic" else
-            data.load_omniglot(args.omniglot_dir, source=args.data_source,
-                               cache_dir=args.cache_dir))
+    args = cli.parse("analyze.py", argv, __doc__, define, required=("checkpoint", "out"))
+    if args is None:
+      return 0
+    omni = cli.load_omniglot(args)
     cfg, net, params, step = checkpointing.load_run(args.checkpoint)
+    arch = methods.get(cfg.method).arch
     oml = None
     if args.oml_checkpoint:
       oml = checkpointing.load_run(args.oml_checkpoint, "oml")
     pool = omni.evaluation.shape[0]
     n = args.classes or pool
     if not args.tsne_classes <= n <= pool:
-      raise ValueError(f"--classes {n} must lie between --tsne-classes "
-                       f"({args.tsne_classes}) and the {pool} evaluation classes")
+      raise ValueError(f"--classes={n} must lie between --tsne_classes="
+                       f"{args.tsne_classes} and the {pool} evaluation classes")
   except (ValueError, data.DataError, checkpointing.CheckpointError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 1
+    return cli.fail(e)
 
   rng = np.random.default_rng(args.seed)
   classes = np.sort(rng.choice(pool, n, replace=False))
@@ -92,13 +94,14 @@ def main(argv=None):
   reps["random_init"] = analysis.probe_set(net, net.init(jax.random.key(args.seed)), images)
   if oml is not None:
     reps["oml"] = analysis.probe_set(oml[1], oml[2], images)
-  prefix = cfg.method if cfg.arch == "oml" else "anml"
+  prefix = cfg.method if arch == "oml" else "anml"
 
   def test_set(r):   # the meta-test test images: (n * 5, D)
     return {k: np.asarray(v[:, TRAIN_PER_CLASS:]).reshape(-1, v.shape[-1]) for k, v in r.items()}
 
   own = test_set(reps[""])
-  result = {"checkpoint": args.checkpoint, "checkpoint_step": step, "method": cfg.method,
+  result = {"provenance": provenance.record(["analyze.py", *argv]),
+            "checkpoint": args.checkpoint, "checkpoint_step": step, "method": cfg.method,
             "classes": int(n), "test_images": int(n * (20 - TRAIN_PER_CLASS)),
             "seed": args.seed, "relative_threshold": args.rel,
             "sparsity": sparsity(own, prefix, args.rel)}
@@ -112,8 +115,8 @@ def main(argv=None):
                                "are the neighbours, drawings 16-20 are classified"}
   for name, v in reps[""].items():
     if name != "gate":
-      knn[name if cfg.arch == "anml" else prefix] = analysis.knn_on_drawings(np.asarray(v), args.k)
-  random_key = "pln_after_gate" if cfg.arch == "anml" else "representation"
+      knn[name if arch == "anml" else prefix] = analysis.knn_on_drawings(np.asarray(v), args.k)
+  random_key = "pln_after_gate" if arch == "anml" else "representation"
   knn["random_init"] = analysis.knn_on_drawings(np.asarray(reps["random_init"][random_key]), args.k)
   knn["random_init_representation"] = random_key
   if oml is not None:
@@ -129,12 +132,12 @@ def main(argv=None):
     panels["oml"] = reps["oml"]["representation"]
   for name in ("pln_before_gate", "pln_after_gate", "representation"):
     if name in reps[""]:
-      panels[name if cfg.arch == "anml" else prefix] = reps[""][name]
+      panels[name if arch == "anml" else prefix] = reps[""][name]
   labels = np.repeat(np.arange(args.tsne_classes), 20)
   reporting.plot_tsne({k: analysis.tsne_2d(np.asarray(v[shown]).reshape(-1, v.shape[-1]), args.seed)
                        for k, v in panels.items()}, labels,
                       os.path.join(args.out, "tsne.png"), knn)
-  if cfg.arch == "anml":
+  if arch == "anml":
     pick = rng.choice(own["gate"].shape[0], 3, replace=False)
     test_images = np.asarray(images[:, TRAIN_PER_CLASS:]).reshape((-1,) + images.shape[2:])
     names = ("pln_before_gate", "gate", "pln_after_gate")

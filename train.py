@@ -1,99 +1,82 @@
 """Meta-train ANML (or the OML / pretraining baselines) on Omniglot.
 
-  python train.py --workdir runs/anml                      # the paper's run
-  python train.py --workdir /tmp/s --config smoke          # seconds on CPU
-  python train.py --workdir runs/anml --resume             # continue exactly
-  python train.py --workdir runs/oml --method oml --set steps=5000
+  python train.py --workdir=runs/anml                                  # the paper's run
+  python train.py --workdir=/tmp/s --config=configs/anml.py:smoke      # seconds on CPU
+  python train.py --workdir=runs/anml --resume                         # continue exactly
+  python train.py --workdir=runs/oml --config=configs/oml.py --config.steps=5000
+
+The run folder gets config.json (the full config), metrics.jsonl, tb/,
+checkpoints/, meta_training.png and provenance.jsonl (one line per start).
 """
-import argparse
-import ast
 import json
 import os
 import sys
 
 import jax
+from absl import flags
 
-from anml_jax import configs, data, reporting, sharding, training
+from anml_jax import checkpointing, cli, configs, data, provenance, reporting, sharding, training
 
 
-def parse_overrides(cfg, items):
-  """Applies ``key=value`` overrides (dotted keys, Python literals)."""
-  for item in items or []:
-    if "=" not in item:
-      raise SystemExit(f"--set expects key=value, got {item!r}")
-    key, raw = item.split("=", 1)
-    try:
-      value = ast.literal_eval(raw)
-    except (ValueError, SyntaxError):
-      value = raw
-    node, *path = key.split(".")
-    target = cfg
-    for p in [node] + path[:-1] if path else []:
-      target = target[p]
-    leaf = path[-1] if path else node
-    if leaf not in target:
-      raise SystemExit(f"--set: unknown config key {key!r}")
-    target[leaf] = tuple(value) if isinstance(target[leaf], tuple) else value
+def define(fv, argv):
+  flags.DEFINE_string("workdir", None, "run folder (created)", flag_values=fv)
+  cli.define_config(fv, argv, "config", cli.config_path(__file__, "anml.py"),
+                    "config file[:variant], e.g. configs/oml.py:smoke; override "
+                    "fields with --config.KEY=VALUE")
+  flags.DEFINE_bool("resume", False, "continue the run in --workdir with its saved "
+                    "config.json (--config.KEY=VALUE still overrides)", flag_values=fv)
+  flags.DEFINE_bool("progress", True, "show a progress bar (--noprogress: none)",
+                    flag_values=fv)
+  cli.define_data_flags(fv)
+  flags.DEFINE_bool("distributed", False, "multi-host: call jax.distributed.initialize "
+                    "first (cluster auto-detected, or the three flags below)",
+                    flag_values=fv)
+  flags.DEFINE_string("coordinator", None, "host:port of process 0", flag_values=fv)
+  flags.DEFINE_integer("num_processes", None, "processes in the job", flag_values=fv)
+  flags.DEFINE_integer("process_id", None, "this process's index", flag_values=fv)
+
+
+def run_config(fv):
+  """The config to train: the saved one with --resume (overrides applied and
+  reported), else the --config file's."""
+  saved = os.path.join(fv.workdir, "config.json")
+  if not (fv.resume and os.path.isfile(saved)):
+    return fv.config
+  if fv["config"].present:
+    raise cli.UsageError(
+        f"--resume continues {saved}; drop --config "
+        "(change single values with --config.KEY=VALUE), or train the new config "
+        "in another --workdir")
+  with open(saved) as f:
+    cfg = configs.from_dict(json.load(f))
+  for path, value in cli.overrides(fv, "config").items():
+    before = cli.get_path(cfg, path)
+    if before != value:
+      print(f"note: resuming with {path} = {value!r} (was {before!r})", file=sys.stderr)
+    cli.set_path(cfg, path, value)
   return cfg
 
 
-def load_images(args):
-  if args.data_source == "synthetic":
-    return data.synthetic_omniglot(args.seed_data).background
-  return data.load_omniglot(args.omniglot_dir, source=args.data_source,
-                            cache_dir=args.cache_dir).background
-
-
 def main(argv=None):
-  p = argparse.ArgumentParser(description=__doc__,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
-  p.add_argument("--workdir", required=True, help="run folder (created)")
-  p.add_argument("--config", default="default", choices=configs.NAMES)
-  p.add_argument("--method", default="anml", choices=configs.METHODS)
-  p.add_argument("--set", action="append", metavar="KEY=VALUE",
-                 help="override a config value, e.g. --set steps=500")
-  p.add_argument("--resume", action="store_true",
-                 help="continue the run in --workdir (uses its config.json)")
-  p.add_argument("--omniglot-dir", default=None,
-                 help="folder with images_background.zip and images_evaluation.zip "
-                      "(default $ANML_OMNIGLOT_DIR or ../shared/omniglot)")
-  p.add_argument("--data-source", default="zip", choices=("zip", "tfds", "synthetic"))
-  p.add_argument("--cache-dir", default=None, help="decoded-array cache")
-  p.add_argument("--seed-data", type=int, default=0, help=argparse.SUPPRESS)
-  p.add_argument("--no-progress", action="store_true")
-  p.add_argument("--distributed", action="store_true",
-                 help="multi-host: call jax.distributed.initialize first (cluster "
-                      "auto-detected, or --coordinator/--num-processes/--process-id)")
-  p.add_argument("--coordinator", default=None, help="host:port of process 0")
-  p.add_argument("--num-processes", type=int, default=None)
-  p.add_argument("--process-id", type=int, default=None)
-  args = p.parse_args(argv)
-  if args.distributed:
-    sharding.initialize_distributed(args.coordinator, args.num_processes,
-                                    args.process_id)
-
-  saved = os.path.join(args.workdir, "config.json")
-  if args.resume and os.path.isfile(saved):
-    import ml_collections
-    with open(saved) as f:
-      cfg = ml_collections.ConfigDict(json.load(f))
-    cfg.inner_params = tuple(cfg.inner_params)
-  else:
-    cfg = configs.get_config(args.config, args.method)
-  parse_overrides(cfg, args.set)
+  argv = sys.argv[1:] if argv is None else list(argv)
   try:
+    fv = cli.parse("train.py", argv, __doc__, define, required=("workdir",))
+    if fv is None:
+      return 0
+    if fv.distributed:
+      sharding.initialize_distributed(fv.coordinator, fv.num_processes, fv.process_id)
+    cfg = run_config(fv)
     configs.validate(cfg)
-    images = load_images(args)
-    training.train(cfg, args.workdir, images, resume=args.resume,
-                   progress=not args.no_progress)
+    images = cli.load_omniglot(fv).background
+    training.train(cfg, fv.workdir, images, resume=fv.resume, progress=fv.progress,
+                   provenance=provenance.record(["train.py", *argv]))
     if jax.process_index() == 0:
-      reporting.plot_training(os.path.join(args.workdir, "metrics.jsonl"),
-                              os.path.join(args.workdir, "meta_training.png"))
-  except (ValueError, FileExistsError, data.DataError,
+      reporting.plot_training(os.path.join(fv.workdir, "metrics.jsonl"),
+                              os.path.join(fv.workdir, "meta_training.png"))
+  except (ValueError, FileExistsError, data.DataError, checkpointing.CheckpointError,
           training.TrainingDiverged) as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 1
-  print(f"done: {args.workdir}")
+    return cli.fail(e)
+  print(f"done: {fv.workdir}")
   return 0
 
 

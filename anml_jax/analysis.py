@@ -11,16 +11,13 @@ The representations come from :attr:`models.Network.probes` (ANML:
 ``representation``), computed batched over an image set. Sparsity is pure
 ``jnp``; KNN and t-SNE use scikit-learn.
 """
-from typing import Any
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from anml_jax import continual
 from anml_jax.models import Network
-
-Params = Any
+from anml_jax.types import Params
 
 
 def probe_set(net: Network, params: Params, images: jax.Array,

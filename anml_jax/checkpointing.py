@@ -9,12 +9,11 @@ import json
 import os
 
 import jax
-import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 from flax import traverse_util
 
-from anml_jax import configs, sharding
+from anml_jax import configs, methods, sharding
 from anml_jax.meta import MetaState, init_state
 
 
@@ -99,7 +98,7 @@ def check_shapes(saved: dict, expected: dict, where: str) -> None:
   if extra:
     lines.append(f"  not in this model: {', '.join(extra[:5])}")
   lines.append("Build the model with the config the checkpoint was trained with "
-               "(its config.json / --config and --method), or point to a "
+               "(its config.json / --config), or point to a "
                "checkpoint of this architecture.")
   raise CheckpointError("\n".join(lines))
 
@@ -129,7 +128,7 @@ def _load_npz(path: str, method: str | None):
     meta = json.loads(str(f["__meta__"]))
     flat = {k: f[k] for k in f.files if k != "__meta__"}
   cfg = _config(meta["config"], path, method)
-  net = configs.make_network_from_config(cfg)
+  net = methods.network(cfg)
   fresh = traverse_util.flatten_dict(net.init(jax.random.key(cfg.seed)), sep="/")
   left_out = meta["left_out"]
   expected = {k: v for k, v in fresh.items() if not k.startswith(left_out + "/")}
@@ -140,13 +139,15 @@ def _load_npz(path: str, method: str | None):
   return cfg, net, params, meta["step"]
 
 
-def _config(saved: dict, path: str, method: str | None) -> ml_collections.ConfigDict:
-  cfg = ml_collections.ConfigDict(saved)
-  cfg.inner_params = tuple(cfg.inner_params)
+def _config(saved: dict, path: str, method: str | None):
+  try:
+    cfg = configs.from_dict(saved)
+  except ValueError as e:
+    raise CheckpointError(f"{path}: {e}") from None
   if method and method != cfg.method:
     raise CheckpointError(
-        f"{path} was trained with --method {cfg.method}, not {method}; drop "
-        "--method or point to a checkpoint of that method.")
+        f"{path} is a run of {cfg.method}, not of {method}; drop --method or "
+        "point to a checkpoint of that method.")
   return cfg
 
 
@@ -169,7 +170,7 @@ def load_run(path: str, method: str | None = None):
   ck = Checkpointer(ckdir)
   try:
     cfg = _config(ck.read_meta()["config"], path, method)
-    net = configs.make_network_from_config(cfg)
+    net = methods.network(cfg)
     state, m = ck.restore(init_state(cfg, net))
   finally:
     ck.close()

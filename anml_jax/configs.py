@@ -1,24 +1,29 @@
-"""Configurations: ``get_config(name, method)``.
+"""Configurations: ``get_config(name, method)`` and ``get_eval_config(name)``.
 
 ``default`` holds the paper's settings (sources in docs/fidelity.md); ``smoke``
-is a tiny variant that runs in seconds on a CPU. ``method`` picks ANML, OML or
-pretraining (the pretrain-and-transfer baseline).
+is a tiny variant that runs in seconds on a CPU. The method's own values come
+from its registry entry (``methods``). The command-line config files in
+``configs/`` return these, and ``--config.KEY=VALUE`` overrides them.
 """
+import math
+
 import ml_collections
 
-METHODS = ("anml", "oml", "pretrain")
+from anml_jax import meta, methods
+
 NAMES = ("default", "smoke")
+EVAL_NAMES = ("default", "cpu", "smoke")
+# Keys that configs saved by earlier versions hold and this version derives.
+_DROPPED_KEYS = ("arch",)
 
 
 def get_config(name: str = "default", method: str = "anml") -> ml_collections.ConfigDict:
-  if method not in METHODS:
-    raise ValueError(f"unknown method {method!r}; choose one of {METHODS}")
+  entry = methods.get(method)
   if name not in NAMES:
     raise ValueError(f"unknown config {name!r}; choose one of {NAMES}")
   c = ml_collections.ConfigDict()
   c.name = name
   c.method = method
-  c.arch = "oml" if method == "oml" else "anml"
   c.seed = 9                      # ANML README command: --seed 9
   c.steps = 20000                 # --steps 20000
   c.meta_lr = 1e-3                # --meta_lr 0.001 (Adam)
@@ -41,12 +46,7 @@ def get_config(name: str = "default", method: str = "anml") -> ml_collections.Co
   c.log_every = 20                # meta-steps per jitted chunk / log line
   c.ckpt_every = 1000
   c.keep_checkpoints = 3
-  if method == "oml":
-    c.meta_lr = 1e-4              # OML README: --meta_lr 1e-4
-    c.inner_lr = 0.03             # OML README: --update_lr 0.03
-  if method == "pretrain":
-    c.steps = 20000
-    c.reset_head_rows = False
+  c.update(entry.config)
   if name == "smoke":
     c.steps = 6
     c.traj_len = 5
@@ -63,14 +63,17 @@ def validate(c: ml_collections.ConfigDict) -> None:
   def need(ok, msg):
     if not ok:
       raise ValueError(f"bad config: {msg}")
-  need(c.method in METHODS, f"method={c.method!r} must be one of {METHODS}")
-  need(c.arch in ("anml", "oml"), f"arch={c.arch!r} must be 'anml' or 'oml'")
+  need(c.method in methods.REGISTRY,
+       f"method={c.method!r} must be one of {sorted(methods.REGISTRY)}")
   for k in ("steps", "traj_len", "meta_batch", "log_every", "ckpt_every",
             "keep_checkpoints", "num_train_classes", "pretrain_batch", "unroll"):
     need(int(c[k]) >= 1, f"{k}={c[k]} must be a positive integer")
   need(c.remember_size >= 0, f"remember_size={c.remember_size} must be >= 0")
   for k in ("meta_lr", "inner_lr"):
-    need(c[k] > 0 and c[k] == c[k], f"{k}={c[k]} must be a positive number")
+    need(c[k] > 0 and math.isfinite(c[k]), f"{k}={c[k]} must be a positive number")
+  need(c.inner_optimizer in meta.INNER_OPTIMIZERS,
+       f"inner_optimizer={c.inner_optimizer!r} must be one of "
+       f"{sorted(meta.INNER_OPTIMIZERS)}")
   need(c.traj_len <= 20, f"traj_len={c.traj_len}: a class has only 20 drawings")
   need(c.meta_batch <= c.num_train_classes,
        f"meta_batch={c.meta_batch} exceeds num_train_classes={c.num_train_classes}")
@@ -83,15 +86,25 @@ def validate(c: ml_collections.ConfigDict) -> None:
   need(c.shard in ("auto", "on", "off"), f"shard={c.shard!r} must be auto, on or off")
 
 
-def make_network_from_config(c):
-  """The :class:`models.Network` a config describes."""
-  from anml_jax import models
-  m = c.model
-  if c.arch == "anml":
-    return models.make_anml(nm_channels=m.nm_channels, pln_channels=m.pln_channels,
-                            num_outputs=m.num_outputs, conv_impl=m.conv_impl)
-  return models.make_oml(channels=m.oml_channels, hidden=m.oml_hidden,
-                         num_outputs=m.num_outputs, conv_impl=m.conv_impl)
+def from_dict(saved: dict) -> ml_collections.ConfigDict:
+  """The config a run saved (its config.json), typed as :func:`get_config`'s:
+  tuples stay tuples, keys added since the run was made take their defaults
+  (which reproduce the earlier behaviour), unknown keys are an error."""
+  saved = {k: v for k, v in saved.items() if k not in _DROPPED_KEYS}
+  c = get_config(saved.get("name", "default"), saved["method"])
+
+  def fill(target, values, where):
+    for k, v in values.items():
+      if k not in target:
+        raise ValueError(f"saved config has an unknown key '{where}{k}'; it was "
+                         "written by another version of anml-jax")
+      if isinstance(target[k], ml_collections.ConfigDict):
+        fill(target[k], v, f"{where}{k}.")
+      else:
+        target[k] = tuple(v) if isinstance(target[k], tuple) else v
+
+  fill(c, saved, "")
+  return c
 
 
 # Meta-test learning rates of the original evaluate_classification.py (Adam).
@@ -101,10 +114,12 @@ PAPER_LRS = (0.001, 0.0006, 0.0004, 0.00035, 0.0003, 0.00025, 0.0002, 0.00015,
 
 def get_eval_config(name: str = "default") -> ml_collections.ConfigDict:
   """Meta-test protocol settings (sources in docs/fidelity.md)."""
-  if name not in NAMES + ("cpu",):
-    raise ValueError(f"unknown eval config {name!r}; choose default, cpu or smoke")
+  if name not in EVAL_NAMES:
+    raise ValueError(f"unknown eval config {name!r}; choose one of {EVAL_NAMES}")
   c = ml_collections.ConfigDict()
   c.name = name
+  c.finetune = ()              # parameter prefixes re-learnt; () = the method's
+  c.oracle = False             # learn each stream i.i.d. (the upper bound)
   c.schedule = (10, 50, 75, 100, 200, 300, 400, 500, 600)
   c.runs = 10                  # ANML README: --runs 10
   c.search_runs = 10           # range(10) lr-search repetitions per N
@@ -128,3 +143,22 @@ def get_eval_config(name: str = "default") -> ml_collections.ConfigDict:
     c.search_runs = 2
     c.lrs = (0.001, 0.0001)
   return c
+
+
+def validate_eval(c: ml_collections.ConfigDict) -> None:
+  """Raises ValueError naming the bad meta-test protocol field."""
+  def need(ok, msg):
+    if not ok:
+      raise ValueError(f"bad eval config: {msg}")
+  need(len(c.schedule) >= 1 and all(int(n) >= 1 for n in c.schedule),
+       f"schedule={c.schedule} must list positive class counts")
+  for k in ("runs", "search_runs", "eval_images", "class_pool", "search_pool"):
+    need(int(c[k]) >= 1, f"{k}={c[k]} must be a positive integer")
+  need(len(c.lrs) >= 1 and all(lr > 0 and math.isfinite(lr) for lr in c.lrs),
+       f"lrs={c.lrs} must list positive numbers")
+  need(1 <= c.train_per_class <= 19,
+       f"train_per_class={c.train_per_class} must leave 1 to 19 of a class's 20 "
+       "drawings for training")
+  need(max(c.schedule) <= min(c.class_pool, c.search_pool),
+       f"schedule up to {max(c.schedule)} classes but only {c.class_pool} "
+       f"evaluation / {c.search_pool} search classes are in the pools")

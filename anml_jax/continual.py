@@ -52,7 +52,7 @@ def split_drawings(images: jax.Array, classes: jax.Array, train_per_class: int):
     y_test (N * (20 - k),)) with k = train_per_class; drawings [0, k) train,
     [k, 20) held-out test. Labels are the class indices.
   """
-  n, d = classes.shape[0], images.shape[1]
+  d = images.shape[1]
   sel = images[classes]
   x_tr = sel[:, :train_per_class].reshape((-1,) + sel.shape[2:])
   x_te = sel[:, train_per_class:].reshape((-1,) + sel.shape[2:])

@@ -29,7 +29,6 @@ import numpy as np
 
 IMAGE_SIZE = 28
 DRAWINGS = 20
-TRAIN_DRAWINGS = 15
 SETS = {"background": 964, "evaluation": 659}
 MEAN = 0.92206 * 256
 STD = 0.08426 * 256 * 256
@@ -124,8 +123,8 @@ def _zip_paths(omniglot_dir: str) -> dict:
     raise DataError(
         f"Omniglot not found: missing {', '.join(missing)}. Put "
         "images_background.zip and images_evaluation.zip there, pass "
-        "--omniglot-dir (or set ANML_OMNIGLOT_DIR) to the folder holding them, "
-        "or use --data-source tfds to download through TFDS.")
+        "--omniglot_dir (or set ANML_OMNIGLOT_DIR) to the folder holding them, "
+        "or use --data_source=tfds to download through TFDS.")
   return paths
 
 
@@ -169,7 +168,7 @@ def _load_tfds(data_dir: str | None) -> tuple:
   try:
     import tensorflow_datasets as tfds
   except ImportError as e:
-    raise DataError("--data-source tfds needs tensorflow-datasets and "
+    raise DataError("--data_source=tfds needs tensorflow-datasets and "
                     "tensorflow: pip install tensorflow-datasets tensorflow") from e
   arrays = []
   for split, set_name in (("train", "background"), ("test", "evaluation")):

@@ -6,19 +6,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from anml_jax import continual, sharding
-from anml_jax.learner import context_is_static
+from anml_jax import configs, continual, methods, sharding
 from anml_jax.data import Omniglot
+from anml_jax.learner import context_is_static
 from anml_jax.models import Network, head_only, head_params
-
-# What each method fine-tunes at meta-test (see docs/fidelity.md). ANML and
-# pretrain re-learn only the classifier on top of their frozen features, as the
-# authors' later evaluation of ANML and of their pretrained baseline does (the
-# original README's first command, ``--rln 13``, freezes the same tensors); OML
-# its PLN (RLN frozen), as Javed & White; scratch everything, having no
-# features worth keeping.
-FINETUNE = {"anml": ("pln/head",), "pretrain": ("pln/head",), "oml": ("pln",),
-            "scratch": ("nm", "pln")}
+from anml_jax.reporting import Results, ResultsRow
 
 
 def _summary(res: continual.StreamResult) -> dict:
@@ -82,11 +74,10 @@ def stream_inputs(net: Network, params, finetune: Sequence[str], images: jax.Arr
 
 
 def meta_test(method: str, net: Network, params, omniglot: Omniglot, ecfg,
-              finetune: Sequence[str] | None = None,
               log: Callable[[str], None] = print,
               on_update: Callable[[dict], None] | None = None,
-              mesh=None, oracle: bool = False) -> dict:
-  """Runs the meta-test protocol for every N in ``ecfg.schedule``.
+              mesh=None, source: dict | None = None) -> Results:
+  """Runs the meta-test protocol ``ecfg`` for every N in ``ecfg.schedule``.
 
   For each N: (1) learning-rate search: ``search_runs`` streams of N classes
   of the meta-training (background) set, every lr in ``ecfg.lrs``, scored on
@@ -95,19 +86,27 @@ def meta_test(method: str, net: Network, params, omniglot: Omniglot, ecfg,
   their training drawings (train) and held-out drawings (test). Evaluation-set
   images never influence the lr.
 
-  ``mesh`` (:func:`sharding.make_mesh`) splits the runs over its devices.
-  ``oracle`` learns each stream's images in a random order (i.i.d.) instead
-  of class by class: the upper bound the sequential result is compared with.
+  ``ecfg.finetune`` names the parameters re-learnt (empty: the method's
+  registry entry). ``ecfg.oracle`` learns each stream's images in a random
+  order (i.i.d.) instead of class by class: the upper bound the sequential
+  result is compared with. ``mesh`` (:func:`sharding.make_mesh`) splits the
+  runs over its devices.
 
   When only the head is re-learnt, every image's features are computed once
   and the streams run on :func:`models.head_only` (the same learner; equal to
   running the whole network up to float rounding).
 
+  Args:
+    source: what was evaluated (checkpoint, checkpoint_step, model_config,
+      provenance), copied into the record.
+
   Returns:
-    dict for ``reporting.write_results``; ``on_update`` gets the partial
-    dict after every N (so an interrupted evaluation keeps what it finished).
+    the :class:`reporting.Results` record; ``on_update`` gets it after every
+    N (so an interrupted evaluation keeps what it finished).
   """
-  finetune = tuple(finetune or FINETUNE[method])
+  configs.validate_eval(ecfg)
+  finetune = tuple(ecfg.finetune) or methods.get(method).finetune
+  oracle = bool(ecfg.oracle)
   bg = jnp.asarray(omniglot.background[:ecfg.search_pool])
   ev = jnp.asarray(omniglot.evaluation[:ecfg.class_pool])
   if mesh is not None:
@@ -128,11 +127,11 @@ def meta_test(method: str, net: Network, params, omniglot: Omniglot, ecfg,
 
   rng = np.random.default_rng(ecfg.seed)
   lrs = jnp.asarray(ecfg.lrs, jnp.float32)
-  out = {"method": method, "finetune": list(finetune), "oracle": oracle,
-         "protocol": ecfg.to_dict(),
-         "per_n": [], "forgetting": None, "backend": jax.default_backend(),
-         "device": str(jax.devices()[0].device_kind),
-         "devices": devices}
+  out = Results(method=method, finetune=list(finetune), oracle=oracle,
+                protocol=ecfg.to_dict(), per_n=[], forgetting=None,
+                backend=jax.default_backend(),
+                device=str(jax.devices()[0].device_kind), devices=devices,
+                **(source or {}))
   for n in ecfg.schedule:
     tn = time.perf_counter()
     keys = jax.random.split(jax.random.key(ecfg.seed * 1000 + n),
@@ -143,14 +142,15 @@ def meta_test(method: str, net: Network, params, omniglot: Omniglot, ecfg,
     cls = continual.sample_classes(rng, ecfg.class_pool, n, ecfg.runs)
     res = evaluate(params, keys[ecfg.search_runs:], jnp.asarray([lr], jnp.float32),
                    jnp.asarray(cls), ev, ctx_ev)
-    row = {"classes": n, "lr": lr, "lr_votes": votes, **_summary(res),
-           "search_test_mean_per_lr": np.asarray(search.test).mean(0).tolist(),
-           "seconds": time.perf_counter() - tn}
+    row = ResultsRow(classes=n, lr=lr, lr_votes=votes, **_summary(res),
+                     search_test_mean_per_lr=np.asarray(search.test).mean(0).tolist(),
+                     seconds=time.perf_counter() - tn)
     out["per_n"].append(row)
     out["forgetting"] = {"classes": n,
                   "test_per_class_mean": np.asarray(res.test_per_class[:, 0]).mean(0).tolist(),
                   "train_per_class_mean": np.asarray(res.train_per_class[:, 0]).mean(0).tolist()}
-    log(f"{method + (' oracle' if oracle else ''):>9s} N={n:4d} lr={lr:<8g} train {100 * row['train_mean']:5.1f} "
+    name = method + (" oracle" if oracle else "")
+    log(f"{name:>9s} N={n:4d} lr={lr:<8g} train {100 * row['train_mean']:5.1f} "
         f"± {100 * row['train_std']:4.1f}  test {100 * row['test_mean']:5.1f} "
         f"± {100 * row['test_std']:4.1f}  ({row['seconds']:.1f}s)")
     out["seconds"] = time.perf_counter() - t0

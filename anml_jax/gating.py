@@ -7,14 +7,17 @@ gated network too: a gate near zero both silences a feature and freezes the
 weights that produce it for that input (selective plasticity).
 
 Everything here works for any pair of ``(params, x) -> array`` functions, so
-the gate composes into models that are not ANML's.
+the gate composes into models that are not ANML's: functionally
+(:func:`gated`) or as a Flax module (:class:`Gated`).
 """
-from typing import Any, Callable
+from typing import Callable
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-Params = Any
+from anml_jax.types import Params
+
 FeatureFn = Callable[[Params, jax.Array], jax.Array]
 
 
@@ -55,6 +58,21 @@ def gated(feature_fn: FeatureFn, modulator_fn: FeatureFn) -> FeatureFn:
                 modulator_fn(params["modulator"], x))
 
   return apply
+
+
+class Gated(nn.Module):
+  """``Gated(features, modulator)(x) = features(x) * sigmoid(modulator(x))``.
+
+  The module form of :func:`gated`, in the spirit of ``nn.Sequential``: both
+  submodules see the same input and return (B, D) arrays of one width. Its
+  parameters are ``{'features': ..., 'modulator': ...}``, initialised by
+  ``init`` as any Flax module's.
+  """
+  features: nn.Module
+  modulator: nn.Module
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    return gate(self.features(x), self.modulator(x))
 
 
 def gate_values(gate_logits: jax.Array) -> jax.Array:

@@ -13,8 +13,7 @@ import optax
 
 from anml_jax import data as data_lib
 from anml_jax import sharding
-from anml_jax.learner import (context_is_static, cross_entropy,
-                              make_sequential_learner)
+from anml_jax.learner import context_is_static, cross_entropy, make_sequential_learner
 from anml_jax.models import Network, reinit_head
 from anml_jax.types import Params
 

@@ -2,10 +2,56 @@
 import csv
 import json
 import os
-from typing import Sequence
+from typing import Sequence, TypedDict
 
 
-def write_results(out_dir: str, results: dict) -> None:
+class ResultsRow(TypedDict):
+  """One number of classes N of a meta-test (accuracies as fractions).
+
+  train_runs / test_runs: accuracy of each final run; *_mean, *_std over
+  them. lr: the searched learning rate, lr_votes: search runs that voted for
+  each lr, search_test_mean_per_lr: the search's mean test accuracy per lr.
+  """
+  classes: int
+  lr: float
+  lr_votes: list
+  train_mean: float
+  train_std: float
+  test_mean: float
+  test_std: float
+  train_runs: list
+  test_runs: list
+  search_test_mean_per_lr: list
+  seconds: float
+
+
+class Results(TypedDict, total=False):
+  """The record of a meta-test: results.json, one per evaluation.
+
+  method, finetune (parameter prefixes re-learnt), oracle (i.i.d. order),
+  protocol (the eval config), per_n (:class:`ResultsRow` per N), forgetting
+  (per-class accuracy after the longest stream: classes,
+  test_per_class_mean, train_per_class_mean, in learning order), backend,
+  device, devices, seconds; and what was evaluated: checkpoint,
+  checkpoint_step, model_config, provenance.
+  """
+  method: str
+  finetune: list
+  oracle: bool
+  protocol: dict
+  per_n: list
+  forgetting: dict | None
+  backend: str
+  device: str
+  devices: int
+  seconds: float
+  checkpoint: str | None
+  checkpoint_step: int
+  model_config: dict
+  provenance: dict
+
+
+def write_results(out_dir: str, results: Results) -> None:
   """results.json and results.csv (one row per number of classes)."""
   os.makedirs(out_dir, exist_ok=True)
   with open(os.path.join(out_dir, "results.json"), "w") as f:
@@ -20,9 +66,41 @@ def write_results(out_dir: str, results: dict) -> None:
                   len(row["test_runs"])])
 
 
-def merge_results(parts: Sequence[dict]) -> dict:
+# Published meta-test test accuracies {N: fraction}, drawn beside ours.
+# Paper: Beaulieu et al. 2020, arXiv 2002.09571 v2 (after 600 classes).
+# higherANML: the authors' re-implementation (github.com/uvm-neurobotics-lab/
+# higherANML, README table; 30,000 meta-steps, classifier re-learnt).
+PUBLISHED = {
+    "ANML (paper)": {600: 0.638},
+    "ANML oracle (paper)": {600: 0.710},
+    "OML (paper)": {600: 0.182},
+    "OML, last layer re-learnt (paper)": {600: 0.442},
+    "higherANML (reported)": {10: 0.90, 50: 0.89, 75: 0.86, 100: 0.85, 200: 0.80,
+                              300: 0.76, 400: 0.72, 600: 0.65},
+}
+
+
+def write_report(out_dir: str, results_list: Sequence[Results]) -> str:
+  """accuracy_vs_classes.png, forgetting.png and table.md (returned) for one
+  or several results records, compared with each other and with the
+  published figures at the same N."""
+  os.makedirs(out_dir, exist_ok=True)
+  plot_curves(results_list, os.path.join(out_dir, "accuracy_vs_classes.png"))
+  plot_forgetting(results_list, os.path.join(out_dir, "forgetting.png"))
+  text = table(results_list)
+  published = comparison_table(results_list)
+  if published:
+    text += "\n\nMeta-test test accuracy %, ours beside the published figures:\n\n" + published
+  text += ("\n\nPer-class accuracy after the longest stream (forgetting):\n\n"
+           + forgetting_table(results_list) + "\n")
+  with open(os.path.join(out_dir, "table.md"), "w") as f:
+    f.write(text)
+  return text
+
+
+def merge_results(parts: Sequence[Results]) -> Results:
   """Joins evaluations of one checkpoint and protocol done for different
-  numbers of classes (e.g. an interrupted run resumed with ``--schedule``).
+  numbers of classes (e.g. an interrupted run resumed with another ``schedule``).
 
   Raises ValueError if the parts differ in method, checkpoint, fine-tuned
   parameters or protocol (other than the schedule), or repeat an N.
@@ -73,9 +151,31 @@ def table(results_list: Sequence[dict]) -> str:
   return "\n".join(lines)
 
 
-def plot_curves(results_list: Sequence[dict], path: str) -> None:
+def comparison_table(results_list: Sequence[Results],
+                     published: dict = PUBLISHED) -> str:
+  """Markdown: one row per N of ``results_list`` that a published figure
+  also has; a column per evaluation (test mean %) and per published source.
+  Empty if no N is shared."""
+  ns = sorted({row["classes"] for r in results_list for row in r["per_n"]})
+  ns = [n for n in ns if any(n in pts for pts in published.values())]
+  if not ns:
+    return ""
+  refs = [k for k, pts in published.items() if any(n in pts for n in ns)]
+  lines = ["| classes | " + " | ".join([label(r) for r in results_list] + refs) + " |",
+           "|---" * (1 + len(results_list) + len(refs)) + "|"]
+  for n in ns:
+    ours = [next((f"{100 * row['test_mean']:.1f}" for row in r["per_n"]
+                  if row["classes"] == n), "") for r in results_list]
+    theirs = [f"{100 * published[k][n]:.1f}" if n in published[k] else "" for k in refs]
+    lines.append(f"| {n} | " + " | ".join(ours + theirs) + " |")
+  return "\n".join(lines)
+
+
+def plot_curves(results_list: Sequence[dict], path: str,
+                published: dict = PUBLISHED) -> None:
   """Accuracy vs number of classes (paper Fig. 2/3 style), train and test
-  panels, one line per method, error bars = std over runs."""
+  panels, one line per method, error bars = std over runs; the published
+  test accuracies within the plotted range of N as reference markers."""
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
@@ -86,12 +186,19 @@ def plot_curves(results_list: Sequence[dict], path: str) -> None:
       ax.errorbar(ns, [row[f"{split}_mean"] for row in r["per_n"]],
                   yerr=[row[f"{split}_std"] for row in r["per_n"]],
                   marker="o", capsize=3, label=label(r))
+    top = max(row["classes"] for r in results_list for row in r["per_n"])
+    for (name, pts), marker in zip(published.items() if split == "test" else (),
+                                   "*XPDv^"):
+      shown = sorted(n for n in pts if n <= top)
+      if shown:
+        ax.plot(shown, [pts[n] for n in shown], marker, color="0.3", ms=8,
+                ls=":" if len(shown) > 1 else "", label=name)
     ax.set_title(f"meta-test {split} accuracy")
     ax.set_xlabel("number of classes learned sequentially")
     ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)
   axes[0].set_ylabel("accuracy")
-  axes[1].legend()
+  axes[1].legend(fontsize=7)
   fig.tight_layout()
   fig.savefig(path, dpi=120)
   plt.close(fig)
@@ -110,7 +217,8 @@ def forgetting_table(results_list: Sequence[dict], parts: int = 10) -> str:
   """Markdown table of per-class accuracy after the longest stream, averaged
   over ``parts`` consecutive stretches of the stream (first = learned first),
   test and train, in percent."""
-  lines = ["| method | classes | split | mean accuracy % by stretch of the stream, first learned first |",
+  lines = ["| method | classes | split | mean accuracy % by stretch of the stream, "
+           "first learned first |",
            "|---|---|---|---|"]
   for r in results_list:
     f = r["forgetting"]
@@ -171,7 +279,7 @@ def plot_training(metrics_path: str, path: str) -> None:
   plt.close(fig)
 
 
-def _square(v) -> "np.ndarray":
+def _square(v):
   """(D,) -> (s, s), s = ceil(sqrt(D)), zero-padded: a vector shown as a map."""
   import numpy as np
   v = np.asarray(v, np.float32).ravel()

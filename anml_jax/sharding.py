@@ -14,7 +14,8 @@ from typing import Any
 
 import jax
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 AXIS = "batch"
 
@@ -58,7 +59,7 @@ def check_divisible(size: int, mesh: Mesh | None, what: str) -> None:
   if mesh is not None and size % mesh.size:
     raise ValueError(
         f"{what}={size} does not split over {mesh.size} devices; use a multiple "
-        f"of {mesh.size}, or run on one device (--set shard=off).")
+        f"of {mesh.size}, or run on one device (--config.shard=off).")
 
 
 def mesh_for_batch(mode: str, batch: int, what: str) -> Mesh | None:

@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from anml_jax import checkpointing, configs, meta, sharding
+from anml_jax import checkpointing, configs, meta, methods, sharding
 
 
 class TrainingDiverged(RuntimeError):
@@ -25,12 +25,6 @@ def device_peak_bytes() -> int | None:
 
 def host_peak_bytes() -> int:
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
-def make_step(cfg, net, mesh=None):
-  if cfg.method == "pretrain":
-    return meta.make_pretrain_step(cfg, net, mesh)
-  return meta.make_meta_train_step(cfg, net, mesh)
 
 
 class MetricsWriter:
@@ -69,7 +63,7 @@ class MetricsWriter:
 
 
 def train(cfg, workdir: str, images: np.ndarray, *, resume: bool = False,
-          progress: bool = True) -> meta.MetaState:
+          progress: bool = True, provenance: dict | None = None) -> meta.MetaState:
   """Meta-trains (or pretrains) until ``cfg.steps``; returns the final state.
 
   Args:
@@ -77,6 +71,8 @@ def train(cfg, workdir: str, images: np.ndarray, *, resume: bool = False,
     workdir: run folder: config.json, metrics.jsonl, tb/, checkpoints/.
     images: (C, 20, 28, 28, 1) meta-training images (C >= num_train_classes).
     resume: continue from the latest checkpoint in ``workdir``.
+    provenance: a ``provenance.record``, appended to provenance.jsonl with
+      the step the run starts from.
 
   With several devices (``cfg.shard``) the meta-batch is split over all of
   them and the state replicated; with several processes (after
@@ -84,14 +80,17 @@ def train(cfg, workdir: str, images: np.ndarray, *, resume: bool = False,
   process takes part in checkpointing.
   """
   configs.validate(cfg)
+  method = methods.get(cfg.method)
+  if method.make_step is None:
+    raise ValueError(f"method {cfg.method!r} is not trained ({method.description}); "
+                     "evaluate it with evaluate.py --config instead")
   if images.shape[0] < cfg.num_train_classes:
     raise ValueError(f"num_train_classes={cfg.num_train_classes} but the data "
                      f"has only {images.shape[0]} meta-training classes")
-  batch = cfg.pretrain_batch if cfg.method == "pretrain" else cfg.meta_batch
-  mesh = sharding.mesh_for_batch(cfg.shard, batch, "meta_batch")
+  mesh = sharding.mesh_for_batch(cfg.shard, cfg[method.batch_key], method.batch_key)
   main_process = jax.process_index() == 0
   os.makedirs(workdir, exist_ok=True)
-  net = configs.make_network_from_config(cfg)
+  net = methods.network(cfg)
   ckpt = checkpointing.Checkpointer(os.path.join(workdir, "checkpoints"),
                                     cfg.keep_checkpoints)
   state = meta.init_state(cfg, net)
@@ -107,11 +106,15 @@ def train(cfg, workdir: str, images: np.ndarray, *, resume: bool = False,
   if main_process:
     with open(os.path.join(workdir, "config.json"), "w") as f:
       f.write(cfg.to_json_best_effort(indent=2))
+    if provenance is not None:
+      with open(os.path.join(workdir, "provenance.jsonl"), "a") as f:
+        f.write(json.dumps({"start_step": int(sharding.to_host(state.step)),
+                            **provenance}) + "\n")
 
   imgs = np.asarray(images[:cfg.num_train_classes])
   imgs = (jax.device_put(jnp.asarray(imgs)) if mesh is None
           else sharding.replicate(imgs, mesh))
-  step_fn = make_step(cfg, net, mesh)
+  step_fn = method.make_step(cfg, net, mesh)
   out_sharding = None if mesh is None else sharding.replicated(mesh)
   compiled = {}
 
@@ -147,8 +150,8 @@ def train(cfg, workdir: str, images: np.ndarray, *, resume: bool = False,
         raise TrainingDiverged(
             f"non-finite meta-loss at step {first}; stopped without saving. "
             f"The last good checkpoint (step {last}) is kept in "
-            f"{ckpt.directory}. Lower meta_lr/inner_lr (e.g. --set "
-            "meta_lr=...) and resume.")
+            f"{ckpt.directory}. Lower meta_lr/inner_lr (e.g. --resume "
+            "--config.meta_lr=...).")
       step = before + n
       scalars = {k: float(v.mean()) for k, v in metrics.items()}
       scalars["steps_per_s"] = n / dt

@@ -18,20 +18,17 @@ import json
 import os
 import platform
 import resource
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import flops
+import jax
+import jax.numpy as jnp
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-
-from anml_jax import configs, data, meta  # noqa: E402
-from bench import flops  # noqa: E402
+from anml_jax import configs, data, meta, methods
 
 
 def bench_case(cfg, steps, repeats):
-  net = configs.make_network_from_config(cfg)
+  net = methods.network(cfg)
   imgs = jnp.asarray(data.synthetic_omniglot(0, background=cfg.num_train_classes,
                                              evaluation=1).background)
   state = meta.init_state(cfg, net)
@@ -52,7 +49,8 @@ def bench_case(cfg, steps, repeats):
     times.append(time.perf_counter() - t0)
   best = min(times)
   stats = jax.devices()[0].memory_stats() or {}
-  analytic = flops.meta_step_flops(cfg)["per_meta_step"] if cfg.arch == "anml" else None
+  anml = methods.get(cfg.method).arch == "anml"
+  analytic = flops.meta_step_flops(cfg)["per_meta_step"] if anml else None
   return {"analytic_flops_per_step": analytic,
           "xla_flops_per_step": xla_flops / steps if xla_flops else None,
           "achieved_flops_per_s": analytic / (best / steps) if analytic else None,
@@ -115,7 +113,7 @@ def main():
               f"time/floor {r.get('time_over_floor', float('nan')):.2f}", flush=True)
   torch_rows = []
   if args.torch:
-    from bench import torch_ref
+    import torch_ref
     device = "cuda" if jax.default_backend() == "gpu" else "cpu"
     for v in args.variants:
       if v == "remat":

@@ -3,7 +3,7 @@ classes, all runs and learning rates at once (vmapped), as evaluate.py runs it.
 
   python bench/meta_test.py --classes 600 --runs 10 --lrs 14 --out bench/results/gpu_meta_test.json
   python bench/meta_test.py --classes 600 --runs 1 --lrs 1        # one stream (CPU)
-  python bench/meta_test.py --classes 600 --runs 10 --lrs 14 --compile-only   # memory of the full call
+  python bench/meta_test.py --classes 600 --runs 10 --lrs 14 --compile-only  # memory, full call
 
 With only the head re-learnt (ANML's and pretrain's default) the call runs on
 features computed once (``--path features``, what evaluate.py does; the time
@@ -21,16 +21,13 @@ import json
 import os
 import platform
 import resource
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import jax
+import jax.numpy as jnp
+import numpy as np
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-
-from anml_jax import configs, continual, data, evaluation  # noqa: E402
+from anml_jax import configs, continual, data, evaluation, methods
 
 
 def main():
@@ -39,7 +36,7 @@ def main():
   p.add_argument("--classes", type=int, default=600)
   p.add_argument("--runs", type=int, default=10)
   p.add_argument("--lrs", type=int, default=14, help="how many of the paper's lrs")
-  p.add_argument("--method", default="anml", choices=sorted(evaluation.FINETUNE))
+  p.add_argument("--method", default="anml", choices=sorted(methods.REGISTRY))
   p.add_argument("--finetune", nargs="+", metavar="PREFIX", default=None,
                  help="parameter groups fine-tuned (default: the method's)")
   p.add_argument("--path", default="features", choices=("features", "network"),
@@ -55,12 +52,12 @@ def main():
   p.add_argument("--out", default=None)
   args = p.parse_args()
 
-  cfg = configs.get_config("default")
-  net = configs.make_network_from_config(cfg)
+  cfg = configs.get_config("default", args.method)
+  net = methods.network(cfg)
   ecfg = configs.get_eval_config("default")
   args.eval_images = args.eval_images or ecfg.eval_images
   pool = args.class_pool or ecfg.class_pool
-  finetune = tuple(args.finetune or evaluation.FINETUNE[args.method])
+  finetune = tuple(args.finetune or methods.get(args.method).finetune)
   params = net.init(jax.random.key(0))
   images = jnp.asarray(data.synthetic_omniglot(0, background=1,
                                                evaluation=pool).evaluation)

@@ -2,7 +2,7 @@
 meta-steps, its XLA ops grouped by kind.
 
   python bench/profile_step.py --out bench/results/cpu_profile.json
-  python bench/profile_step.py --trace-dir /tmp/anml_trace    # keep the trace (Perfetto / TensorBoard)
+  python bench/profile_step.py --trace-dir /tmp/anml_trace  # keep the trace (Perfetto)
 
 Compiles and warms up a chunk of ``--steps`` meta-steps of the config, traces
 one more call, then sums the durations of the trace's XLA op events by op kind
@@ -16,15 +16,12 @@ import glob
 import gzip
 import json
 import os
-import sys
 import tempfile
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import jax
+import jax.numpy as jnp
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-
-from anml_jax import configs, data, meta  # noqa: E402
+from anml_jax import configs, data, meta, methods
 
 # Trace events that are not XLA ops (runtime, Python, thread-pool waits).
 NOT_OPS = ("ThunkExecutor", "$", "Slinky", "PjRt", "Thunk")
@@ -57,7 +54,7 @@ def main():
   p.add_argument("--out", default=None)
   args = p.parse_args()
   cfg = configs.get_config(args.config)
-  net = configs.make_network_from_config(cfg)
+  net = methods.network(cfg)
   imgs = jnp.asarray(data.synthetic_omniglot(0, background=cfg.num_train_classes,
                                              evaluation=1).background)
   state = meta.init_state(cfg, net)

@@ -8,6 +8,16 @@ import pytest
 from anml_jax import data, models
 
 OMNIGLOT_DIR = data.default_omniglot_dir()
+CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
+SYNTHETIC = ["--data_source=synthetic", "--noprogress"]
+
+
+def smoke_args(method="anml", **overrides):
+  """train.py flags: the method's smoke config on synthetic data (30
+  classes), plus ``--config.KEY=VALUE`` for each override."""
+  return [f"--config={CONFIGS}/{method}.py:smoke", *SYNTHETIC,
+          "--config.num_train_classes=30",
+          *[f"--config.{k}={v}" for k, v in overrides.items()]]
 has_omniglot = os.path.isfile(os.path.join(OMNIGLOT_DIR, "images_background.zip"))
 needs_omniglot = pytest.mark.skipif(
     not has_omniglot and not os.environ.get("CI"),

@@ -14,8 +14,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from tests import sharding_case  # noqa: E402
 from anml_jax import checkpointing, evaluation, sharding  # noqa: E402
+from tests import sharding_case  # noqa: E402
 
 
 def main(out):

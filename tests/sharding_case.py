@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
-from anml_jax import configs, data, meta
+from anml_jax import configs, data, meta, methods
 from tests import conftest
 
 META_BATCH = 4
@@ -17,7 +17,7 @@ def meta_setup():
   cfg.meta_batch = META_BATCH
   cfg.num_train_classes = 12
   cfg.model.update(nm_channels=4, pln_channels=6, num_outputs=12)
-  net = configs.make_network_from_config(cfg)
+  net = methods.network(cfg)
   images = jnp.asarray(data.synthetic_omniglot(1, background=12, evaluation=8).background)
   return cfg, net, meta.init_state(cfg, net), images
 

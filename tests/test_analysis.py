@@ -10,7 +10,7 @@ import numpy as np
 import analyze
 import train
 from anml_jax import analysis, gating
-from tests.conftest import tiny_anml
+from tests.conftest import smoke_args, tiny_anml
 
 
 def test_active_fraction_and_dead_units_on_known_activations():
@@ -69,14 +69,12 @@ def test_anml_probes_are_the_forward_pass_pieces():
 
 
 def test_analyze_py_smoke_writes_every_output(tmp_path):
-  syn = ["--config", "smoke", "--data-source", "synthetic", "--no-progress",
-         "--set", "num_train_classes=30"]
   anml, oml = str(tmp_path / "anml"), str(tmp_path / "oml")
-  assert train.main(["--workdir", anml, *syn]) == 0
-  assert train.main(["--workdir", oml, "--method", "oml", *syn]) == 0
+  assert train.main(["--workdir", anml, *smoke_args()]) == 0
+  assert train.main(["--workdir", oml, *smoke_args("oml")]) == 0
   out = str(tmp_path / "an")
-  assert analyze.main(["--checkpoint", anml, "--oml-checkpoint", oml, "--out", out,
-                       "--data-source", "synthetic"]) == 0
+  assert analyze.main(["--checkpoint", anml, "--oml_checkpoint", oml, "--out", out,
+                       "--data_source=synthetic"]) == 0
   for f in ("analysis.json", "sparsity.png", "tsne.png"):
     assert os.path.getsize(os.path.join(out, f)) > 0
   r = json.load(open(os.path.join(out, "analysis.json")))
@@ -88,10 +86,11 @@ def test_analyze_py_smoke_writes_every_output(tmp_path):
   for k in ("pln_before_gate", "pln_after_gate", "nm", "random_init", "oml"):
     assert 0 <= r["knn"][k] <= 1
   assert "drawings 1-15" in r["knn"]["split"] and len(r["tsne_classes"]) == 10
-  # an OML checkpoint alone, and a wrong --oml-checkpoint
+  # an OML checkpoint alone, and a wrong --oml_checkpoint
   assert analyze.main(["--checkpoint", oml, "--out", str(tmp_path / "o"),
-                       "--data-source", "synthetic"]) == 0
+                       "--data_source=synthetic"]) == 0
   r = json.load(open(os.path.join(tmp_path / "o", "analysis.json")))
   assert 0 <= r["knn"]["oml"] <= 1 and "oml_active" in r["sparsity"]
-  assert analyze.main(["--checkpoint", anml, "--oml-checkpoint", anml, "--out",
-                       str(tmp_path / "x"), "--data-source", "synthetic"]) == 1
+  assert analyze.main(["--checkpoint", anml, "--oml_checkpoint", anml, "--out",
+                       str(tmp_path / "x"), "--data_source=synthetic"]) == 1
+  assert r["provenance"]["command"].startswith("python")

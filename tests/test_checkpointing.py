@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from anml_jax import checkpointing, configs, meta
-from tests.conftest import tiny_anml, tiny_oml
+from tests.conftest import CONFIGS, smoke_args, tiny_anml, tiny_oml
 
 
 def test_round_trip_is_exact_and_keeps_last_n(tmp_path):
@@ -26,7 +26,8 @@ def test_other_architecture_is_refused_with_the_difference(tmp_path):
   ck.save(meta.init_state(cfg, tiny_anml()), cfg.to_dict())
   with pytest.raises(checkpointing.CheckpointError, match="another architecture"):
     ck.restore(meta.init_state(cfg, tiny_oml()))
-  with pytest.raises(checkpointing.CheckpointError, match="saved \\[27, 7\\], expected \\[27, 9\\]"):
+  with pytest.raises(checkpointing.CheckpointError,
+                     match="saved \\[27, 7\\], expected \\[27, 9\\]"):
     ck.restore(meta.init_state(cfg, tiny_anml(num_outputs=9)))
 
 
@@ -40,12 +41,12 @@ def test_exported_parameters_load_back_without_the_head(tmp_path):
   import json
   import os
 
+  from flax import traverse_util
+
   import evaluate
   import train
-  from flax import traverse_util
   run = str(tmp_path / "run")
-  assert train.main(["--workdir", run, "--config", "smoke", "--data-source", "synthetic",
-                     "--no-progress", "--set", "num_train_classes=30"]) == 0
+  assert train.main(["--workdir", run, *smoke_args()]) == 0
   path = str(tmp_path / "anml.npz")
   info = checkpointing.export_params(run, path)
   assert info["step"] == 6 and info["bytes"] == os.path.getsize(path)
@@ -63,10 +64,11 @@ def test_exported_parameters_load_back_without_the_head(tmp_path):
     else:
       np.testing.assert_array_equal(a[k], b[k], err_msg=k)
   out = str(tmp_path / "ev")
-  assert evaluate.main(["--checkpoint", path, "--out", out, "--eval-config", "smoke",
-                        "--schedule", "3", "--data-source", "synthetic"]) == 0
+  assert evaluate.main(["--checkpoint", path, "--out", out,
+                        f"--eval_config={CONFIGS}/eval.py:smoke", "--eval_config.schedule=(3,)",
+                        "--data_source=synthetic"]) == 0
   assert json.load(open(os.path.join(out, "results.json")))["checkpoint_step"] == 6
-  with pytest.raises(checkpointing.CheckpointError, match="--method anml, not oml"):
+  with pytest.raises(checkpointing.CheckpointError, match="is a run of anml, not of oml"):
     checkpointing.load_run(path, "oml")
   with pytest.raises(checkpointing.CheckpointError, match="not found"):
     checkpointing.load_run(str(tmp_path / "missing.npz"))

@@ -9,9 +9,11 @@ import pytest
 
 import evaluate
 import train
-from anml_jax import configs, continual, data, evaluation, learner, models
+from anml_jax import configs, continual, data, evaluation, learner, methods, models
 from anml_jax.models import reinit_head
-from tests.conftest import coded_images, tiny_anml, tiny_oml, toy_net
+from tests.conftest import CONFIGS, coded_images, smoke_args, tiny_anml, tiny_oml, toy_net
+
+EVAL_SMOKE = f"--eval_config={CONFIGS}/eval.py:smoke"
 
 K = 6  # outputs of the toy network
 
@@ -153,7 +155,7 @@ def test_meta_test_moves_exactly_the_parameters_the_method_fine_tunes(method):
   net = tiny_oml(num_outputs=5) if method == "oml" else tiny_anml(num_outputs=5)
   params = net.init(jax.random.key(0))
   x = 0.1 * jax.random.normal(jax.random.key(1), (6, 28, 28, 1))
-  new = _learn(net, evaluation.FINETUNE[method], params, 1e-2, x, jnp.arange(6) % 5,
+  new = _learn(net, methods.get(method).finetune, params, 1e-2, x, jnp.arange(6) % 5,
                None)
   flat_old = dict(jax.tree_util.tree_leaves_with_path(params))
   moved = {jax.tree_util.keystr(k) for k, v in jax.tree_util.tree_leaves_with_path(new)
@@ -161,7 +163,7 @@ def test_meta_test_moves_exactly_the_parameters_the_method_fine_tunes(method):
   # every leaf under the fine-tuned groups moves, none outside them
   paths = [jax.tree_util.keystr(k) for k, _ in jax.tree_util.tree_leaves_with_path(params)]
   prefixes = ["".join(f"['{part}']" for part in g.split("/"))
-              for g in evaluation.FINETUNE[method]]
+              for g in methods.get(method).finetune]
   inside = {k for k in paths if any(k.startswith(p) for p in prefixes)}
   assert moved == inside and inside
   if method == "anml":     # ANML re-learns its classifier alone
@@ -207,11 +209,10 @@ def toy_protocol():
 def test_the_memory_bound_on_predictions_changes_no_result(oracle):
   net, params, omni, ecfg = toy_protocol()
   ecfg.eval_images = 4096                  # one prediction batch per stream
-  wide = evaluation.meta_test("anml", net, params, omni, ecfg, log=lambda s: None,
-                              oracle=oracle)
+  ecfg.oracle = oracle
+  wide = evaluation.meta_test("anml", net, params, omni, ecfg, log=lambda s: None)
   ecfg.eval_images = 1                     # one image at a time
-  narrow = evaluation.meta_test("anml", net, params, omni, ecfg, log=lambda s: None,
-                                oracle=oracle)
+  narrow = evaluation.meta_test("anml", net, params, omni, ecfg, log=lambda s: None)
   assert wide["oracle"] == oracle
   for a, b in zip(wide["per_n"], narrow["per_n"]):
     assert a["lr"] == b["lr"] and a["lr_votes"] == b["lr_votes"]
@@ -243,11 +244,10 @@ def test_split_drawings_keeps_first_15_for_training():
 
 def test_evaluate_py_smoke_writes_all_outputs(tmp_path):
   run = str(tmp_path / "run")
-  assert train.main(["--workdir", run, "--config", "smoke", "--data-source",
-                     "synthetic", "--no-progress", "--set", "num_train_classes=30"]) == 0
+  assert train.main(["--workdir", run, *smoke_args()]) == 0
   out = str(tmp_path / "ev")
-  assert evaluate.main(["--checkpoint", run, "--out", out, "--eval-config", "smoke",
-                        "--data-source", "synthetic"]) == 0
+  ev = [EVAL_SMOKE, "--data_source=synthetic"]
+  assert evaluate.main(["--checkpoint", run, "--out", out, *ev]) == 0
   for f in ("results.json", "results.csv", "table.md", "accuracy_vs_classes.png",
             "forgetting.png"):
     assert os.path.getsize(os.path.join(out, f)) > 0
@@ -259,30 +259,51 @@ def test_evaluate_py_smoke_writes_all_outputs(tmp_path):
   assert step > 0 and f"| anml {step} steps [pln/head] | 3 |" in open(
       os.path.join(out, "table.md")).read()
   assert len(r["forgetting"]["test_per_class_mean"]) == 5
-  assert evaluate.main(["--checkpoint", run, "--method", "oml", "--out", out,
-                        "--eval-config", "smoke", "--data-source", "synthetic"]) == 1
-  assert evaluate.main(["--compare", out, out, "--out", str(tmp_path / "cmp")]) == 0
+  assert r["provenance"]["command"].endswith(f"--checkpoint {run} --out {out} {EVAL_SMOKE} "
+                                             "--data_source=synthetic")
+  assert evaluate.main(["--checkpoint", run, "--method", "oml", "--out", out, *ev]) == 1
+  assert evaluate.main([f"--compare={out},{out}", "--out", str(tmp_path / "cmp")]) == 0
   # the same checkpoint evaluated for N=3,5 and then N=7: --merge joins them
   more = str(tmp_path / "ev7")
-  assert evaluate.main(["--checkpoint", run, "--out", more, "--eval-config", "smoke",
-                        "--schedule", "7", "--data-source", "synthetic"]) == 0
+  assert evaluate.main(["--checkpoint", run, "--out", more, *ev,
+                        "--eval_config.schedule=(7,)"]) == 0
   merged = str(tmp_path / "merged")
-  assert evaluate.main(["--merge", more, out, "--out", merged]) == 0
+  assert evaluate.main([f"--merge={more},{out}", "--out", merged]) == 0
   m = json.load(open(os.path.join(merged, "results.json")))
   assert [row["classes"] for row in m["per_n"]] == [3, 5, 7]
   assert m["protocol"]["schedule"] == [3, 5, 7]
   assert len(m["forgetting"]["test_per_class_mean"]) == 7
-  assert evaluate.main(["--merge", out, out, "--out", merged]) == 1      # N twice
+  assert evaluate.main([f"--merge={out},{out}", "--out", merged]) == 1   # N twice
   other = str(tmp_path / "ev_lr")
-  assert evaluate.main(["--checkpoint", run, "--out", other, "--eval-config", "smoke",
-                        "--schedule", "7", "--lrs", "0.01",
-                        "--data-source", "synthetic"]) == 0
-  assert evaluate.main(["--merge", other, out, "--out", merged]) == 1    # protocols differ
+  assert evaluate.main(["--checkpoint", run, "--out", other, *ev,
+                        "--eval_config.schedule=(7,)", "--eval_config.lrs=(0.01,)"]) == 0
+  assert evaluate.main([f"--merge={other},{out}", "--out", merged]) == 1  # protocols differ
   oracle = str(tmp_path / "oracle")
-  assert evaluate.main(["--checkpoint", run, "--out", oracle, "--eval-config", "smoke",
-                        "--schedule", "3", "--oracle", "--data-source", "synthetic"]) == 0
+  assert evaluate.main(["--checkpoint", run, "--out", oracle, *ev,
+                        "--eval_config.schedule=(3,)", "--eval_config.oracle"]) == 0
   assert json.load(open(os.path.join(oracle, "results.json")))["oracle"] is True
   assert f"| anml oracle {step} steps [pln/head] | 3 |" in open(
       os.path.join(oracle, "table.md")).read()
-  assert evaluate.main(["--merge", oracle, out, "--out", merged]) == 1   # oracle differs
-  assert evaluate.main(["--compare", out, "--oracle", "--out", merged]) == 1
+  assert evaluate.main([f"--merge={oracle},{out}", "--out", merged]) == 1  # oracle differs
+  assert evaluate.main([f"--compare={out}", "--eval_config.oracle", "--out", merged]) == 1
+  assert evaluate.main(["--checkpoint", run, f"--compare={out}", "--out", merged]) == 1
+
+
+def test_evaluate_py_scratch_and_bad_protocols(tmp_path, capsys):
+  out = str(tmp_path / "scratch")
+  base = [f"--config={CONFIGS}/scratch.py:smoke", "--out", out, EVAL_SMOKE,
+          "--data_source=synthetic", "--eval_config.schedule=(3,)"]
+  assert evaluate.main(base) == 0
+  r = json.load(open(os.path.join(out, "results.json")))
+  assert r["method"] == "scratch" and r["finetune"] == ["nm", "pln"]
+  assert r["checkpoint_step"] == 0 and r["model_config"]["model"]["pln_channels"] == 16
+  capsys.readouterr()
+  for flag, message in (("--eval_config.lrs=(0.0,)", "lrs=(0.0,) must list positive"),
+                        ("--eval_config.train_per_class=20", "train_per_class=20"),
+                        ("--eval_config.schedule=(25,)", "only 20 evaluation"),
+                        ("--eval_config.runz=3", "no such config field: 'runz'")):
+    assert evaluate.main([*base, flag]) == 1
+    assert message in capsys.readouterr().err
+  assert evaluate.main([f"--config={CONFIGS}/anml.py:smoke", "--out", out, EVAL_SMOKE,
+                        "--data_source=synthetic"]) == 1
+  assert "evaluate a run of it with --checkpoint" in capsys.readouterr().err

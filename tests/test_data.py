@@ -1,5 +1,4 @@
 import hashlib
-import os
 import zipfile
 
 import jax
@@ -53,7 +52,7 @@ def test_task_sampling_uses_only_meta_train_classes(omniglot):
 
 
 def test_missing_data_dir_names_the_fix(tmp_path):
-  with pytest.raises(data.DataError, match="--omniglot-dir"):
+  with pytest.raises(data.DataError, match="--omniglot_dir"):
     data.load_omniglot(str(tmp_path), cache_dir=str(tmp_path / "c"))
 
 

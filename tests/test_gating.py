@@ -61,3 +61,17 @@ def test_gated_composes_with_a_user_flax_model_and_gates_plasticity():
   g = jax.grad(loss)(params["features"], closed)["params"]["Dense_0"]["kernel"]
   assert float(jnp.abs(jnp.delete(g, live, axis=1)).max()) == 0.0
   assert float(jnp.abs(g[:, live]).max()) > 0.0
+
+
+def test_gated_module_equals_the_functional_form():
+  """gating.Gated (Flax module) and gating.gated (functions) compute the same
+  gated features from the same parameters."""
+  model = gating.Gated(UserMLP(8), UserMLP(8))
+  x = jax.random.normal(jax.random.key(0), (3, 10))
+  v = model.init(jax.random.key(1), x)
+  assert set(v["params"]) == {"features", "modulator"}
+  fn = gating.gated(lambda p, x: UserMLP(8).apply({"params": p}, x),
+                    lambda p, x: UserMLP(8).apply({"params": p}, x))
+  want = fn(v["params"], x)
+  assert float(jnp.abs(want).max()) > 0      # not a trivially zero comparison
+  np.testing.assert_allclose(model.apply(v, x), want, rtol=1e-6, atol=1e-7)

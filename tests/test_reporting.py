@@ -22,3 +22,14 @@ def test_forgetting_table_averages_stretches_of_the_stream():
   lines = reporting.forgetting_table([r], parts=2).splitlines()
   assert lines[2] == "| anml 5 steps [pln/head] | 4 | test | 100, 25 |"
   assert lines[3] == "| anml 5 steps [pln/head] | 4 | train | 100, 75 |"
+
+
+def test_comparison_table_puts_ours_beside_the_published_figures_at_shared_ns():
+  r = {"method": "anml", "checkpoint_step": 7, "finetune": ["pln/head"],
+       "per_n": [{"classes": 10, "test_mean": 0.5}, {"classes": 600, "test_mean": 0.25},
+                 {"classes": 3, "test_mean": 1.0}]}
+  pub = {"paper": {600: 0.638}, "later": {10: 0.9, 600: 0.65}, "other": {5: 0.1}}
+  lines = reporting.comparison_table([r], pub).splitlines()
+  assert lines[0] == "| classes | anml 7 steps [pln/head] | paper | later |"
+  assert lines[2:] == ["| 10 | 50.0 |  | 90.0 |", "| 600 | 25.0 | 63.8 | 65.0 |"]
+  assert reporting.comparison_table([{**r, "per_n": r["per_n"][2:]}], pub) == ""

@@ -30,6 +30,7 @@ def sharded(tmp_path_factory):
   return out, info, np.load(out / "sharded.npz")
 
 
+@pytest.mark.slow
 def test_worker_really_ran_on_four_devices(sharded):
   _, info, _ = sharded
   assert info["devices"] == 4 and info["mesh"] == 4
@@ -37,6 +38,7 @@ def test_worker_really_ran_on_four_devices(sharded):
   assert info["all_reduce"]                   # the meta-gradient is reduced across devices
 
 
+@pytest.mark.slow
 def test_sharded_meta_gradient_equals_single_device(sharded):
   _, _, arrays = sharded
   assert jax.device_count() == 1
@@ -59,6 +61,7 @@ def test_sharded_meta_gradient_equals_single_device(sharded):
   np.testing.assert_allclose(arrays["step_loss"], metrics["loss"], rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_sharded_meta_test_equals_single_device(sharded):
   _, info, _ = sharded
   net, params, omni, ecfg = sharding_case.eval_setup()
@@ -70,6 +73,7 @@ def test_sharded_meta_test_equals_single_device(sharded):
     assert a["train_runs"] == b["train_runs"] and a["test_runs"] == b["test_runs"]
 
 
+@pytest.mark.slow
 def test_sharded_checkpoint_restores_on_one_device(sharded):
   out, _, arrays = sharded
   cfg, net, _, _ = sharding_case.meta_setup()

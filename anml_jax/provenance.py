@@ -1,0 +1,50 @@
+"""Where an output came from: command line, code revision, packages, device."""
+import datetime
+import importlib.metadata
+import os
+import platform
+import shlex
+import subprocess
+import sys
+
+import jax
+
+PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "chex",
+            "ml-collections", "numpy", "scikit-learn")
+
+
+def _git(*args: str) -> str | None:
+  here = os.path.dirname(os.path.abspath(__file__))
+  try:
+    out = subprocess.run(["git", "-C", here, *args], capture_output=True, text=True,
+                         timeout=10, check=True)
+  except (OSError, subprocess.SubprocessError):
+    return None
+  return out.stdout.strip()
+
+
+def _version(name: str) -> str | None:
+  try:
+    return importlib.metadata.version(name)
+  except importlib.metadata.PackageNotFoundError:
+    return None
+
+
+def record(argv: list[str]) -> dict:
+  """{command, git_revision, git_dirty, python, packages, backend, device,
+  devices, processes, host, utc} for the running process; ``argv`` is the
+  command line (program first). Git fields are None outside a checkout."""
+  status = _git("status", "--porcelain", "--untracked-files=no")
+  return {
+      "command": shlex.join([os.path.basename(sys.executable), *argv]),
+      "git_revision": _git("rev-parse", "HEAD"),
+      "git_dirty": None if status is None else bool(status),
+      "python": platform.python_version(),
+      "packages": {p: _version(p) for p in PACKAGES},
+      "backend": jax.default_backend(),
+      "device": str(jax.devices()[0].device_kind),
+      "devices": jax.device_count(),
+      "processes": jax.process_count(),
+      "host": platform.platform(),
+      "utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+  }
