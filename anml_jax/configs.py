@@ -40,6 +40,7 @@ def get_config(name: str = "default", method: str = "anml") -> ml_collections.Co
   c.shard = "auto"                # meta-batch over devices: auto | on | off
   c.reset_head_rows = True        # reset_classifer(class) before each step
   c.pretrain_batch = 64
+  c.holdout_drawings = 0          # pretrain: drawings per class kept out, scored
   c.model = ml_collections.ConfigDict(dict(
       nm_channels=112, pln_channels=256, oml_channels=256, oml_hidden=1024,
       num_outputs=1000, conv_impl="auto"))
@@ -84,6 +85,11 @@ def validate(c: ml_collections.ConfigDict) -> None:
        f"ckpt_every={c.ckpt_every} must be a multiple of log_every={c.log_every}")
   need(len(c.inner_params) >= 1, "inner_params must name at least one prefix")
   need(c.shard in ("auto", "on", "off"), f"shard={c.shard!r} must be auto, on or off")
+  need(0 <= c.holdout_drawings <= 19,
+       f"holdout_drawings={c.holdout_drawings} must leave 1 to 20 drawings to train on")
+  need(c.holdout_drawings == 0 or methods.get(c.method).make_validation is not None,
+       f"holdout_drawings={c.holdout_drawings}: method {c.method!r} has no held-out "
+       "score; leave it 0")
 
 
 def from_dict(saved: dict) -> ml_collections.ConfigDict:

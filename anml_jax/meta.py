@@ -149,11 +149,14 @@ def make_pretrain_step(cfg, net: Network, mesh=None) -> Callable:
 
   ``step(state, images) -> (state, metrics)``: one Adam step on
   ``cfg.pretrain_batch`` i.i.d. images of the meta-train classes, all
-  parameters trained, cross-entropy on the class index. ``mesh`` splits the
-  batch over devices as in :func:`make_meta_train_step`.
+  parameters trained, cross-entropy on the class index; the last
+  ``cfg.holdout_drawings`` drawings of every class are never trained on (see
+  :func:`make_holdout_accuracy`). ``mesh`` splits the batch over devices as in
+  :func:`make_meta_train_step`.
   """
   sharding.check_divisible(cfg.pretrain_batch, mesh, "pretrain_batch")
   opt = make_optimizer(cfg)
+  kept = data_lib.DRAWINGS - cfg.holdout_drawings
 
   def loss_fn(params, x, y):
     logits = net.apply(params, x)
@@ -162,7 +165,7 @@ def make_pretrain_step(cfg, net: Network, mesh=None) -> Callable:
   def step(state: MetaState, images: jax.Array):
     key = jax.random.wrap_key_data(state.key)
     key, k_batch = jax.random.split(key)
-    x, y = data_lib.sample_iid_batch(k_batch, images, cfg.pretrain_batch)
+    x, y = data_lib.sample_iid_batch(k_batch, images[:, :kept], cfg.pretrain_batch)
     x, y = sharding.constrain_batch((x, y), mesh)
     (loss, acc), grads = jax.value_and_grad(loss_fn, has_aux=True)(
         state.params, x, y)
@@ -174,6 +177,25 @@ def make_pretrain_step(cfg, net: Network, mesh=None) -> Callable:
                      state.step + 1), metrics
 
   return step
+
+
+def make_holdout_accuracy(cfg, net: Network, batch: int = 256) -> Callable:
+  """``accuracy(params, images) -> ()``: the network's accuracy at naming the
+  class of the last ``cfg.holdout_drawings`` drawings of every class of
+  ``images`` (C, 20, 28, 28, 1), the drawings :func:`make_pretrain_step`
+  leaves out; ``batch`` images at a time. A validation score for choosing a
+  pretraining budget."""
+  k = cfg.holdout_drawings
+
+  def accuracy(params, images):
+    held = images[:, data_lib.DRAWINGS - k:]
+    x = held.reshape((-1,) + held.shape[2:])
+    y = jnp.repeat(jnp.arange(images.shape[0]), k)
+    pred = jax.lax.map(lambda xi: jnp.argmax(net.apply(params, xi[None])[0]), x,
+                       batch_size=batch)
+    return jnp.mean(pred == y)
+
+  return accuracy
 
 
 def make_train_chunk(step_fn: Callable, num_steps: int) -> Callable:

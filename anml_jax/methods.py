@@ -22,6 +22,9 @@ class Method(NamedTuple):
     make_step: ``(cfg, net, mesh) -> step(state, images) -> (state,
       metrics)``, or None for a method that is not trained (scratch).
     batch_key: the config key of the batch split over devices.
+    make_validation: ``(cfg, net) -> score(params, images) -> ()``, logged at
+      every checkpoint when ``cfg.holdout_drawings`` > 0; None if the method
+      has no held-out score.
     config: config values that differ from the shared defaults.
     description: one line, shown in errors and the docs.
   """
@@ -30,6 +33,7 @@ class Method(NamedTuple):
   finetune: tuple
   make_step: Callable | None
   batch_key: str | None
+  make_validation: Callable | None
   config: dict
   description: str
 
@@ -77,17 +81,17 @@ def network(cfg) -> Network:
 # frozen), as Javed & White; scratch everything, having no features worth
 # keeping.
 register(Method(
-    "anml", "anml", ("pln/head",), meta.make_meta_train_step, "meta_batch", {},
+    "anml", "anml", ("pln/head",), meta.make_meta_train_step, "meta_batch", None, {},
     "ANML: a neuromodulatory gate on the PLN, meta-learned through the inner loop"))
 register(Method(
-    "oml", "oml", ("pln",), meta.make_meta_train_step, "meta_batch",
+    "oml", "oml", ("pln",), meta.make_meta_train_step, "meta_batch", None,
     # OML README (Javed & White 2019): --meta_lr 1e-4 --update_lr 0.03
     {"meta_lr": 1e-4, "inner_lr": 0.03},
     "OML: a meta-learned representation (RLN) under a fast PLN"))
 register(Method(
     "pretrain", "anml", ("pln/head",), meta.make_pretrain_step, "pretrain_batch",
-    {"reset_head_rows": False},
+    meta.make_holdout_accuracy, {"reset_head_rows": False},
     "pretrain-and-transfer: ANML's network trained i.i.d. on the meta-train classes"))
 register(Method(
-    "scratch", "anml", ("nm", "pln"), None, None, {},
+    "scratch", "anml", ("nm", "pln"), None, None, None, {},
     "scratch: ANML's network at its random initialisation, not trained"))

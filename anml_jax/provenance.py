@@ -30,10 +30,23 @@ def _version(name: str) -> str | None:
     return None
 
 
+def cpu_model() -> str:
+  """The CPU's model name (Linux /proc/cpuinfo), else the platform's word."""
+  try:
+    with open("/proc/cpuinfo") as f:
+      for line in f:
+        if line.startswith("model name"):
+          return line.split(":", 1)[1].strip()
+  except OSError:
+    pass
+  return platform.processor() or platform.machine()
+
+
 def record(argv: list[str]) -> dict:
   """{command, git_revision, git_dirty, python, packages, backend, device,
-  devices, processes, host, utc} for the running process; ``argv`` is the
-  command line (program first). Git fields are None outside a checkout."""
+  devices, processes, host, cpu, cpu_count, utc} for the running process;
+  ``argv`` is the command line (program first). Git fields are None outside a
+  checkout."""
   status = _git("status", "--porcelain", "--untracked-files=no")
   return {
       "command": shlex.join([os.path.basename(sys.executable), *argv]),
@@ -46,5 +59,7 @@ def record(argv: list[str]) -> dict:
       "devices": jax.device_count(),
       "processes": jax.process_count(),
       "host": platform.platform(),
+      "cpu": cpu_model(),
+      "cpu_count": os.cpu_count(),
       "utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
   }

@@ -115,6 +115,8 @@ def train(cfg, workdir: str, images: np.ndarray, *, resume: bool = False,
   imgs = (jax.device_put(jnp.asarray(imgs)) if mesh is None
           else sharding.replicate(imgs, mesh))
   step_fn = method.make_step(cfg, net, mesh)
+  validate = (jax.jit(method.make_validation(cfg, net))
+              if method.make_validation is not None and cfg.holdout_drawings else None)
   out_sharding = None if mesh is None else sharding.replicated(mesh)
   compiled = {}
 
@@ -157,13 +159,16 @@ def train(cfg, workdir: str, images: np.ndarray, *, resume: bool = False,
       scalars["steps_per_s"] = n / dt
       if f"compile_s_{n}" in compiled:
         scalars["compile_s"] = compiled.pop(f"compile_s_{n}")
+      at_checkpoint = step % cfg.ckpt_every == 0 or step == cfg.steps
+      if validate is not None and at_checkpoint:
+        scalars["holdout_accuracy"] = float(sharding.to_host(validate(state.params, imgs)))
       if writer is not None:
         writer.write(step, scalars)
       if bar is not None:
         bar.update(step - before)
         bar.set_postfix(loss=f"{scalars['loss']:.3f}",
                         acc=f"{scalars['accuracy']:.2f}")
-      if step % cfg.ckpt_every == 0 or step == cfg.steps:
+      if at_checkpoint:
         ckpt.save(state, cfg.to_dict())
     summary = {"final_step": step, "host_peak_bytes": host_peak_bytes(),
                "device_peak_bytes": device_peak_bytes(),

@@ -24,7 +24,7 @@ import flops
 import jax
 import jax.numpy as jnp
 
-from anml_jax import configs, data, meta, methods
+from anml_jax import configs, data, meta, methods, provenance
 
 
 def bench_case(cfg, steps, repeats):
@@ -131,7 +131,8 @@ def main():
   out = {"matmul_flops_per_s": rate, "matmul_n": args.matmul_n, "torch": torch_rows,
          "backend": jax.default_backend(), "device": jax.devices()[0].device_kind,
          "jax": jax.__version__, "cpu_count": os.cpu_count(),
-         "machine": platform.machine(), "config": args.config, "rows": rows}
+         "machine": platform.machine(), "cpu": provenance.cpu_model(),
+         "config": args.config, "rows": rows}
   if args.out:
     with open(args.out, "w") as f:
       json.dump(out, f, indent=2)

@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from anml_jax import configs, continual, data, evaluation, methods
+from anml_jax import configs, continual, data, evaluation, methods, provenance
 
 
 def main():
@@ -101,7 +101,7 @@ def main():
   print(json.dumps(row, indent=1), flush=True)
   out = {"backend": jax.default_backend(), "device": jax.devices()[0].device_kind,
          "jax": jax.__version__, "cpu_count": os.cpu_count(),
-         "machine": platform.machine(), "rows": [row]}
+         "machine": platform.machine(), "cpu": provenance.cpu_model(), "rows": [row]}
   if args.out:
     with open(args.out, "w") as f:
       json.dump(out, f, indent=2)

@@ -6,7 +6,7 @@ import optax
 from jax.test_util import check_grads
 
 from anml_jax import configs, data, learner, meta
-from tests.conftest import tiny_anml
+from tests.conftest import coded_images, tiny_anml, toy_net
 
 
 def _cfg(**kw):
@@ -120,3 +120,28 @@ def test_pretrain_step_runs_and_lowers_loss_on_a_fixed_batch_problem():
   chunk = jax.jit(meta.make_train_chunk(meta.make_pretrain_step(cfg, net), 60))
   state, m = chunk(meta.init_state(cfg, net), imgs)
   assert float(m["loss"][-10:].mean()) < float(m["loss"][:10].mean())
+
+
+def test_pretraining_never_sees_the_held_out_drawings_and_scores_them():
+  cfg = configs.get_config("smoke", "pretrain")
+  cfg.update(num_train_classes=5, holdout_drawings=5, pretrain_batch=16)
+  net = tiny_anml(num_outputs=5)
+  imgs = np.array(jax.random.normal(jax.random.key(0), (5, 20, 28, 28, 1)))
+  imgs[:, 15:] = np.nan                      # poison every held-out drawing
+  chunk = jax.jit(meta.make_train_chunk(meta.make_pretrain_step(cfg, net), 20))
+  state, m = chunk(meta.init_state(cfg, net), jnp.asarray(imgs))
+  assert np.isfinite(np.asarray(m["loss"])).all()
+  assert all(np.isfinite(a).all() for a in jax.tree.leaves(state.params))
+
+
+def test_holdout_accuracy_counts_the_last_drawings_of_every_class():
+  """On the toy network (exact logits): a head that names every class right
+  but class 2 (as 3) scores 5/6 on the held-out drawings."""
+  cfg = configs.get_config("smoke", "pretrain")
+  cfg.holdout_drawings = 5
+  net = toy_net(6)
+  kernel = 10 * jnp.eye(6)
+  kernel = kernel.at[2].set(10 * jax.nn.one_hot(3, 6))
+  params = {"pln": {"head": {"kernel": kernel, "bias": jnp.zeros(6)}}}
+  acc = jax.jit(meta.make_holdout_accuracy(cfg, net, batch=7))(params, coded_images(6))
+  assert abs(float(acc) - 25 / 30) < 1e-6      # 25 of 30 images; steps are 1/30

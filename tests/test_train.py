@@ -66,6 +66,7 @@ def test_nan_stops_at_the_step_and_keeps_last_good_checkpoint(tmp_path, capsys):
     ("--config.steps=abc", "config.steps"),
     ("--config.stepz=3", "no such config field: 'stepz'"),
     ("--config.inner_optimizer=rmsprop", "inner_optimizer='rmsprop'"),
+    ("--config.holdout_drawings=5", "method 'anml' has no held-out score"),
 ])
 def test_bad_config_value_is_named_and_nothing_is_written(tmp_path, capsys, flag, message):
   w = tmp_path / "w"
@@ -103,6 +104,15 @@ def test_baseline_methods_train(tmp_path, method):
   w = str(tmp_path / method)
   assert train.main(["--workdir", w, *smoke_args(method, steps=2)]) == 0
   assert int(_params(w, method).step) == 2
+
+
+def test_pretraining_logs_its_held_out_accuracy_at_every_checkpoint(tmp_path):
+  w = str(tmp_path / "p")
+  assert train.main(["--workdir", w, *smoke_args("pretrain", holdout_drawings=5)]) == 0
+  lines = [json.loads(l) for l in open(os.path.join(w, "metrics.jsonl"))]
+  scored = [l["step"] for l in lines if "holdout_accuracy" in l]
+  assert scored == [2, 4, 6]                 # ckpt_every=2 in the smoke config
+  assert all(0 <= l["holdout_accuracy"] <= 1 for l in lines if "holdout_accuracy" in l)
 
 
 def test_scratch_is_not_trained(tmp_path, capsys):
