@@ -1,9 +1,11 @@
 """Multi-device: the meta-batch and the meta-test runs split over 4 host CPU
-devices (a subprocess with XLA_FLAGS=--xla_force_host_platform_device_count=4)
-give the single-device results, and the sharded checkpoint restores here, on
-one device."""
+devices (a subprocess with XLA_FLAGS=--xla_force_host_platform_device_count=4),
+and the meta-batch split over two processes on localhost (jax.distributed, 2
+devices each), give the single-device results; the checkpoints they write
+restore here, in one process on one device."""
 import json
 import os
+import socket
 import subprocess
 import sys
 
@@ -15,6 +17,31 @@ from anml_jax import checkpointing, evaluation, meta, sharding
 from tests import sharding_case
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _free_port() -> int:
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def distributed(tmp_path_factory):
+  """Two processes on localhost, 2 CPU devices each (tests/distributed_worker.py)."""
+  out = tmp_path_factory.mktemp("distributed")
+  env = {**os.environ, "JAX_PLATFORMS": "cpu",
+         "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+  port = str(_free_port())
+  procs = [subprocess.Popen([sys.executable, os.path.join(ROOT, "tests", "distributed_worker.py"),
+                             str(i), port, str(out)], env=env, cwd=ROOT, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+           for i in range(2)]
+  logs = [p.communicate(timeout=900)[0] for p in procs]
+  for p, log in zip(procs, logs):
+    assert p.returncode == 0, log[-3000:]
+  with open(out / "distributed.json") as f:
+    info = json.load(f)
+  return out, info, np.load(out / "distributed.npz")
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +67,24 @@ def test_worker_really_ran_on_four_devices(sharded):
 
 @pytest.mark.slow
 def test_sharded_meta_gradient_equals_single_device(sharded):
-  _, _, arrays = sharded
+  _assert_single_device_results(sharded[2])
+
+
+@pytest.mark.slow
+def test_two_processes_give_the_single_process_meta_gradient(distributed):
+  _, info, arrays = distributed
+  assert info == {"processes": 2, "devices": 4, "local_devices": 2, "mesh": 4}
+  _assert_single_device_results(arrays)
+
+
+@pytest.mark.slow
+def test_checkpoint_of_two_processes_restores_in_one(distributed):
+  _assert_checkpoint_restores(*distributed)
+
+
+def _assert_single_device_results(arrays):
+  """``arrays`` (a worker's meta-gradient, loss and step loss) equal what one
+  device computes here, up to float32 summation order."""
   assert jax.device_count() == 1
   cfg, net, state, images = sharding_case.meta_setup()
   _, grads, loss, _ = sharding_case.meta_gradient(cfg, net)(
@@ -75,7 +119,13 @@ def test_sharded_meta_test_equals_single_device(sharded):
 
 @pytest.mark.slow
 def test_sharded_checkpoint_restores_on_one_device(sharded):
-  out, _, arrays = sharded
+  _assert_checkpoint_restores(*sharded)
+
+
+def _assert_checkpoint_restores(out, info, arrays):
+  """The worker's checkpoint (after one step) restores here, on one device,
+  to the parameters the worker saved."""
+  del info
   cfg, net, _, _ = sharding_case.meta_setup()
   ck = checkpointing.Checkpointer(os.path.join(out, "ckpt"))
   state, m = ck.restore(meta.init_state(cfg, net))
