@@ -1,4 +1,5 @@
 import os
+import tempfile
 
 import jax
 import jax.numpy as jnp
@@ -6,6 +7,15 @@ import numpy as np
 import pytest
 
 from anml_jax import data, models
+
+# One persistent XLA compilation cache for the whole test session and the
+# subprocesses it starts (they inherit the variable): many tests compile the
+# same smoke-sized steps. Compiled code is keyed by its program, flags and
+# versions, so a hit runs what a fresh compile would.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
+                      os.path.join(tempfile.gettempdir(), f"anml_jax_xla_cache_{os.getuid()}"))
+jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
 
 OMNIGLOT_DIR = data.default_omniglot_dir()
 CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
