@@ -37,21 +37,24 @@ def test_scan_equals_python_loop(make):
   np.testing.assert_allclose(losses, jnp.stack(ref_losses), rtol=1e-5)
 
 
-def test_context_inside_scan_matches_precomputed_when_context_is_frozen():
+def _sgd_case(fast):
+  """(net, params, x, y, learn): a tiny ANML, a 4-image trajectory and the
+  SGD(0.1) learner of the parameters under ``fast``."""
   net = tiny_anml()
-  params = net.init(jax.random.key(0))
   x, y = _traj()
-  inner = learner.make_sequential_learner(net, optax.sgd(0.1), ("pln",))
+  return (net, net.init(jax.random.key(0)), x, y,
+          learner.make_sequential_learner(net, optax.sgd(0.1), fast))
+
+
+def test_context_inside_scan_matches_precomputed_when_context_is_frozen():
+  net, params, x, y, inner = _sgd_case(("pln",))
   a, _ = inner(params, x, y, net.context(params, x))
   b, _ = inner(params, x, y, None)
   jax.tree.map(lambda u, v: np.testing.assert_allclose(u, v, rtol=1e-5, atol=1e-6), a, b)
 
 
 def test_frozen_parameters_untouched_and_fast_ones_move():
-  net = tiny_anml()
-  params = net.init(jax.random.key(0))
-  x, y = _traj()
-  inner = learner.make_sequential_learner(net, optax.sgd(0.1), ("pln/head",))
+  net, params, x, y, inner = _sgd_case(("pln/head",))
   adapted, _ = inner(params, x, y, net.context(params, x))
   for k in ("nm",):
     jax.tree.map(np.testing.assert_array_equal, adapted[k], params[k])
