@@ -129,12 +129,18 @@ def merge_results(parts: Sequence[Results]) -> Results:
 
 def label(results: dict) -> str:
   """Names an evaluation by what tells evaluations apart: the method, its
-  training steps (none for scratch, step 0), the groups fine-tuned, and
-  'oracle' for i.i.d. learning."""
+  training steps (none for scratch, step 0), the groups fine-tuned, 'oracle'
+  for i.i.d. learning, and the lr search when it used fewer runs than the
+  final evaluation (a reduced protocol)."""
   step = results.get("checkpoint_step")
   steps = f" {step} steps" if step else ""
   oracle = " oracle" if results.get("oracle") else ""
-  return f"{results['method']}{oracle}{steps} [{'+'.join(results['finetune'])}]"
+  name = f"{results['method']}{oracle}{steps} [{'+'.join(results['finetune'])}]"
+  protocol = results.get("protocol", {})
+  search, runs = protocol.get("search_runs"), protocol.get("runs")
+  if search is not None and runs is not None and search < runs:
+    name += f" (lr searched on {search} run{'s' if search > 1 else ''})"
+  return name
 
 
 def table(results_list: Sequence[dict]) -> str:

@@ -15,6 +15,14 @@ def test_label_names_method_steps_and_fine_tuned_groups():
                           "finetune": ["nm", "pln"]}) == "scratch [nm+pln]"
 
 
+def test_label_marks_an_lr_search_on_fewer_runs_than_the_final_evaluation():
+  r = {"method": "anml", "checkpoint_step": 9, "finetune": ["pln/head"], "oracle": True,
+       "protocol": {"runs": 10, "search_runs": 1}}
+  assert reporting.label(r) == "anml oracle 9 steps [pln/head] (lr searched on 1 run)"
+  r["protocol"] = {"runs": 10, "search_runs": 10}
+  assert reporting.label(r) == "anml oracle 9 steps [pln/head]"
+
+
 def test_forgetting_table_averages_stretches_of_the_stream():
   r = {"method": "anml", "checkpoint_step": 5, "finetune": ["pln/head"],
        "forgetting": {"test_per_class_mean": [1.0, 1.0, 0.5, 0.0],
