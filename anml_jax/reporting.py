@@ -204,7 +204,8 @@ def plot_curves(results_list: Sequence[dict], path: str,
     ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)
   axes[0].set_ylabel("accuracy")
-  axes[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1))   # beside, not over, the data
+  # The legend beside the axes, not over the data.
+  axes[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1))
   fig.tight_layout()
   fig.savefig(path, dpi=120, bbox_inches="tight")
   plt.close(fig)
