@@ -1,6 +1,7 @@
-"""The shipped ANML meta-parameters (pretrained/anml_omniglot.npz, 20,000
-meta-steps, results/README.md) load through the library and evaluate.py, and
-their gated features tell apart meta-test classes they never saw."""
+"""The shipped ANML meta-parameters (results/pretrained/anml_omniglot.npz,
+20,000 meta-steps, results/README.md) load through the library and
+evaluate.py, and their gated features tell apart meta-test classes they never
+saw. ``pytest -s tests/test_pretrained.py`` prints the measured accuracies."""
 import json
 import os
 
@@ -10,10 +11,11 @@ import numpy as np
 
 import anml_jax
 import evaluate
+from anml_jax import analysis
 from tests.conftest import CONFIGS, needs_omniglot
 
 PRETRAINED = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                          "pretrained", "anml_omniglot.npz")
+                          "results", "pretrained", "anml_omniglot.npz")
 
 
 def test_pretrained_file_is_the_20000_step_second_order_anml_run():
@@ -25,27 +27,25 @@ def test_pretrained_file_is_the_20000_step_second_order_anml_run():
   assert gate.shape == (2, 2304)
 
 
-def nearest_mean_accuracy(net, params, classes: np.ndarray) -> float:
-  """Each class's 15 training drawings give a mean gated feature vector; its
-  5 held-out drawings are classified by the nearest mean (no learning)."""
-  k = classes.shape[0]
+def gated_features(net, params, classes: np.ndarray) -> np.ndarray:
+  """classes (C, 20, 28, 28, 1) -> (C, 20, D) gated PLN features."""
   x = jnp.asarray(classes.reshape(-1, 28, 28, 1))
-  f = np.asarray(net.features(params, x, net.context(params, x))).reshape(k, 20, -1)
-  means = f[:, :15].mean(axis=1)
-  test = f[:, 15:].reshape(k * 5, -1)
-  pred = ((test[:, None] - means[None]) ** 2).sum(-1).argmin(axis=1)
-  return float((pred == np.repeat(np.arange(k), 5)).mean())
+  f = net.features(params, x, net.context(params, x))
+  return np.asarray(f).reshape(*classes.shape[:2], -1)
 
 
 @needs_omniglot
 def test_pretrained_features_separate_unseen_classes(omniglot):
   cfg, net, params, _ = anml_jax.load_run(PRETRAINED)
-  classes = omniglot.evaluation[::33][:20]     # 20 meta-test classes, all alphabets
-  trained = nearest_mean_accuracy(net, params, classes)
-  untrained = nearest_mean_accuracy(net, net.init(jax.random.key(cfg.seed)), classes)
-  # Measured 0.94 and 0.69 (chance 0.05); the closest test drawing is 0.43
-  # squared-distance units from its runner-up, far from float rounding.
-  assert trained >= 0.85
+  classes = omniglot.evaluation[::13][:50]     # 50 meta-test classes, all alphabets
+  # KNN (k = 5) with the meta-test split: drawings 1-15 are the neighbours.
+  trained = analysis.knn_on_drawings(gated_features(net, params, classes))
+  untrained = analysis.knn_on_drawings(
+      gated_features(net, net.init(jax.random.key(cfg.seed)), classes))
+  print(f"KNN on 50 unseen classes: trained {trained:.2f}, untrained {untrained:.2f}")
+  # Measured 0.82 and 0.59 (chance 0.02) on 250 test drawings: each bound is
+  # 20 or more drawings away, far beyond float rounding between CPUs.
+  assert trained >= 0.70
   assert trained >= untrained + 0.15
 
 
