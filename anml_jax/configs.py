@@ -15,6 +15,9 @@ NAMES = ("default", "smoke")
 EVAL_NAMES = ("default", "cpu", "smoke")
 # Keys that configs saved by earlier versions hold and this version derives.
 _DROPPED_KEYS = ("arch",)
+# Keys added later whose default changes the numbers (up to float rounding):
+# a config saved without them gets the value that reproduces its run exactly.
+_ADDED_KEYS = {"low_rank_head": False}
 
 
 def get_config(name: str = "default", method: str = "anml") -> ml_collections.ConfigDict:
@@ -37,6 +40,7 @@ def get_config(name: str = "default", method: str = "anml") -> ml_collections.Co
   c.first_order = False
   c.remat = False
   c.unroll = 1                    # lax.scan unroll of the inner loop
+  c.low_rank_head = True          # SGD inner loop: head updates kept as factors
   c.shard = "auto"                # meta-batch over devices: auto | on | off
   c.reset_head_rows = True        # reset_classifer(class) before each step
   c.pretrain_batch = 64
@@ -95,8 +99,9 @@ def validate(c: ml_collections.ConfigDict) -> None:
 def from_dict(saved: dict) -> ml_collections.ConfigDict:
   """The config a run saved (its config.json), typed as :func:`get_config`'s:
   tuples stay tuples, keys added since the run was made take their defaults
-  (which reproduce the earlier behaviour), unknown keys are an error."""
-  saved = {k: v for k, v in saved.items() if k not in _DROPPED_KEYS}
+  (which reproduce the earlier behaviour) or, where the default would not,
+  the value in ``_ADDED_KEYS``; unknown keys are an error."""
+  saved = {**_ADDED_KEYS, **{k: v for k, v in saved.items() if k not in _DROPPED_KEYS}}
   c = get_config(saved.get("name", "default"), saved["method"])
 
   def fill(target, values, where):

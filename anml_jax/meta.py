@@ -13,7 +13,12 @@ import optax
 
 from anml_jax import data as data_lib
 from anml_jax import sharding
-from anml_jax.learner import context_is_static, cross_entropy, make_sequential_learner
+from anml_jax.learner import (
+  context_is_static,
+  cross_entropy,
+  make_sequential_learner,
+  make_sgd_learner,
+)
 from anml_jax.models import Network, reinit_head
 from anml_jax.types import Params
 
@@ -62,9 +67,12 @@ def make_meta_loss(cfg, net: Network) -> Callable:
   aux: dict of scalars 'inner_loss' (mean over the trajectory), 'accuracy'
   (remember set, after adaptation).
   """
-  inner = make_sequential_learner(
-      net, make_inner_optimizer(cfg), cfg.inner_params,
-      first_order=cfg.first_order, remat=cfg.remat, unroll=cfg.unroll)
+  kw = dict(first_order=cfg.first_order, remat=cfg.remat, unroll=cfg.unroll)
+  if cfg.inner_optimizer == "sgd":
+    inner = make_sgd_learner(net, cfg.inner_lr, cfg.inner_params,
+                             low_rank_head=cfg.low_rank_head, **kw)
+  else:
+    inner = make_sequential_learner(net, make_inner_optimizer(cfg), cfg.inner_params, **kw)
   static_ctx = context_is_static(net, cfg.inner_params)
 
   def meta_loss(params, task):

@@ -262,25 +262,35 @@ def plot_forgetting(results_list: Sequence[dict], path: str) -> None:
   plt.close(fig)
 
 
-def plot_training(metrics_path: str, path: str) -> None:
-  """Meta-training curve from a run's metrics.jsonl: loss and remember-set
-  accuracy (after the inner loop) against the step."""
+def read_metrics(metrics_path: str) -> list[dict]:
+  """The rows of a run's metrics.jsonl, one dict per logged step."""
+  with open(metrics_path) as f:
+    return [json.loads(line) for line in f if line.strip()]
+
+
+def plot_training(runs: str | dict, path: str) -> None:
+  """Meta-training curves from runs' metrics.jsonl: loss and remember-set
+  accuracy (after the inner loop) against the step. ``runs``: one
+  metrics.jsonl path, or {label: path} to draw several runs together."""
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
-  with open(metrics_path) as f:
-    rows = [json.loads(line) for line in f if line.strip()]
-  steps = [r["step"] for r in rows]
+  runs = {"": runs} if isinstance(runs, str) else runs
   fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
-  a.plot(steps, [r["loss"] for r in rows], lw=1)
+  for name, metrics_path in runs.items():
+    rows = read_metrics(metrics_path)
+    steps = [r["step"] for r in rows]
+    a.plot(steps, [r["loss"] for r in rows], lw=1, label=name or None)
+    b.plot(steps, [r["accuracy"] for r in rows], lw=1, label=name or None)
   a.set_yscale("log")
   a.set_title("meta-loss")
-  b.plot(steps, [r["accuracy"] for r in rows], lw=1)
   b.set_ylim(0, 1)
   b.set_title("training accuracy (remember set after the inner loop)")
   for ax in (a, b):
     ax.set_xlabel("step")
     ax.grid(alpha=0.3)
+  if len(runs) > 1:
+    b.legend(fontsize=8)
   fig.tight_layout()
   fig.savefig(path, dpi=120)
   plt.close(fig)

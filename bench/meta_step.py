@@ -55,7 +55,8 @@ def bench_case(cfg, steps, repeats):
           "xla_flops_per_step": xla_flops / steps if xla_flops else None,
           "achieved_flops_per_s": analytic / (best / steps) if analytic else None,
           "meta_batch": cfg.meta_batch, "first_order": cfg.first_order,
-          "remat": cfg.remat, "conv_impl": net_impl(cfg), "unroll": cfg.unroll,
+          "remat": cfg.remat, "low_rank_head": cfg.low_rank_head,
+          "conv_impl": net_impl(cfg), "unroll": cfg.unroll,
           "compile_s": compile_s, "s_per_step": best / steps,
           "steps_per_s": steps / best,
           "trajectories_per_s": steps * cfg.meta_batch / best,
@@ -76,7 +77,9 @@ def main():
   p.add_argument("--config", default="default", choices=configs.NAMES)
   p.add_argument("--meta-batch", type=int, nargs="+", default=[1])
   p.add_argument("--variants", nargs="+", default=["second"],
-                 choices=["second", "first", "remat"])
+                 choices=["second", "first", "remat", "dense-head"],
+                 help="dense-head: second order with the head's inner updates "
+                      "dense (low_rank_head=False), the path before the factored head")
   p.add_argument("--conv-impl", nargs="+", default=["auto"])
   p.add_argument("--unroll", type=int, default=1)
   p.add_argument("--steps", type=int, default=5)
@@ -96,6 +99,7 @@ def main():
         cfg = configs.get_config(args.config)
         cfg.meta_batch, cfg.unroll = mb, args.unroll
         cfg.first_order, cfg.remat = v == "first", v == "remat"
+        cfg.low_rank_head = v != "dense-head"
         cfg.model.conv_impl = impl
         r = bench_case(cfg, args.steps, args.repeats)
         if r["analytic_flops_per_step"]:
@@ -116,12 +120,12 @@ def main():
     import torch_ref
     device = "cuda" if jax.default_backend() == "gpu" else "cpu"
     for v in args.variants:
-      if v == "remat":
+      if v in ("remat", "dense-head"):
         continue
       t = torch_ref.time_meta_step(steps=args.torch_steps, device=device,
                                    first_order=v == "first", threads=os.cpu_count())
       jax_row = min((r for r in rows if r["first_order"] == (v == "first")
-                     and r["meta_batch"] == 1 and not r["remat"]),
+                     and r["meta_batch"] == 1 and not r["remat"] and r["low_rank_head"]),
                     key=lambda r: r["s_per_step"])
       t["jax_speedup"] = t["s_per_step"] / jax_row["s_per_step"]
       torch_rows.append(t)

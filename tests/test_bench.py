@@ -20,12 +20,14 @@ def _run(script, *args):
 
 def test_meta_step_benchmark_reports_the_floor(tmp_path):
   out = tmp_path / "meta_step.json"
-  _run("meta_step.py", "--config", "smoke", "--variants", "second", "first",
+  _run("meta_step.py", "--config", "smoke", "--variants", "second", "first", "dense-head",
        "--steps", "1", "--repeats", "1", "--matmul-n", "256", "--out", str(out))
   res = json.loads(out.read_text())
   assert res["matmul_flops_per_s"] > 0
-  second, first = res["rows"]
+  second, first, dense = res["rows"]
   assert second["analytic_flops_per_step"] > first["analytic_flops_per_step"] > 0
+  assert (second["low_rank_head"], dense["low_rank_head"], dense["first_order"]) == (
+      True, False, False)
   for r in res["rows"]:
     assert r["s_per_step"] > 0 and r["time_over_floor"] > 0
     assert r["floor_s_per_step"] == r["analytic_flops_per_step"] / res["matmul_flops_per_s"]
@@ -51,3 +53,20 @@ def test_profile_groups_xla_ops_by_kind(tmp_path):
   rows = json.loads(out.read_text())["rows"]
   assert rows and abs(sum(r["share"] for r in rows) - 1) < 1e-6
   assert not any(re.fullmatch(r".*\.\d+", r["op_kind"]) for r in rows)   # suffixes grouped
+
+
+def test_loss_curves_compares_two_runs_step_by_step(tmp_path):
+  runs = []
+  for name, losses in (("a", (4.0, 2.0)), ("b", (4.0, 2.5))):
+    d = tmp_path / name
+    d.mkdir()
+    d.joinpath("metrics.jsonl").write_text("".join(
+        json.dumps({"step": 10 * (i + 1), "loss": v, "inner_loss": 1.0, "accuracy": 0.5}) + "\n"
+        for i, v in enumerate(losses)))
+    runs.append(str(d))
+  _run("loss_curves.py", *runs, "--out", str(tmp_path / "cmp"))
+  res = json.loads((tmp_path / "cmp.json").read_text())
+  assert [r["step"] for r in res["rows"]] == [10, 20]
+  assert res["rows"][1]["loss"] == [2.0, 2.5]
+  assert res["max_rel_diff"] == {"loss": 0.2, "inner_loss": 0.0, "accuracy": 0.0}
+  assert (tmp_path / "cmp.png").stat().st_size > 0

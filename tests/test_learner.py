@@ -95,3 +95,44 @@ def test_remat_and_unroll_do_not_change_results():
         params, x, y, ctx)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
                  base, other)
+
+
+@pytest.mark.parametrize("make,fast,static_ctx,first_order", [
+    (tiny_anml, ("pln",), True, False),
+    (tiny_anml, ("pln/head/kernel",), True, True),
+    (tiny_anml, ("nm", "pln"), False, False),
+    (tiny_oml, ("pln",), True, False),
+])
+def test_low_rank_head_equals_dense_sgd_with_its_meta_gradient(make, fast, static_ctx,
+                                                               first_order, x64):
+  """make_sgd_learner keeps the head's updates as factors; the adapted
+  parameters, the losses and the gradient through the whole trajectory (what
+  meta-training takes) equal the dense optax.sgd learner's (float64)."""
+  net = make(num_outputs=9)
+  params = jax.tree.map(lambda a: a.astype(jnp.float64), net.init(jax.random.key(0)))
+  x, y = _traj(t=5, k=9)
+  x = x.astype(jnp.float64)
+  x_rem = 0.05 * jax.random.normal(jax.random.key(2), (6, 28, 28, 1), jnp.float64)
+  y_rem = jnp.arange(6)
+  kw = {"first_order": first_order}
+  dense = learner.make_sequential_learner(net, optax.sgd(0.4), fast, **kw)
+  low = learner.make_sgd_learner(net, 0.4, fast, **kw)
+  dense_off = learner.make_sgd_learner(net, 0.4, fast, low_rank_head=False, **kw)
+
+  def run(learn, p):
+    adapted, losses = learn(p, x, y, net.context(p, x) if static_ctx else None)
+    return learner.cross_entropy(net.apply(adapted, x_rem), y_rem), (adapted, losses)
+
+  grad = jax.value_and_grad(run, argnums=1, has_aux=True)
+  (l_d, (a_d, s_d)), g_d = grad(dense, params)
+  (l_l, (a_l, s_l)), g_l = grad(low, params)
+  scale = max(float(jnp.max(jnp.abs(g))) for g in jax.tree.leaves(g_d))
+  close = lambda a, b, s: np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-11 * s)
+  close(l_l, l_d, 1.0)
+  close(s_l, s_d, 1.0)
+  jax.tree.map(lambda a, b: close(a, b, 1.0), a_l, a_d)
+  jax.tree.map(lambda a, b: close(a, b, scale), g_l, g_d)
+  moved = a_d["pln"]["head"]["kernel"] - params["pln"]["head"]["kernel"]
+  assert float(jnp.max(jnp.abs(moved))) > 1e-3     # the head did learn
+  off, _ = dense_off(params, x, y, net.context(params, x) if static_ctx else None)
+  jax.tree.map(lambda a, b: close(a, b, 1.0), off, a_d)

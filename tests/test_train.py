@@ -97,6 +97,10 @@ def test_saved_config_reloads_typed_and_fills_new_keys():
   assert back.to_dict() == cfg.to_dict()
   with pytest.raises(ValueError, match="unknown key 'model.depth'"):
     configs.from_dict({**saved, "model": {**saved["model"], "depth": 3}})
+  # A run saved before the factored head continues with the dense head it used.
+  assert back.low_rank_head
+  assert not configs.from_dict({k: v for k, v in saved.items() if k != "low_rank_head"}
+                               ).low_rank_head
 
 
 @pytest.mark.parametrize("method", ["oml", "pretrain"])
