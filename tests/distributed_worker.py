@@ -10,6 +10,7 @@ checkpoint written by the pair.
 import json
 import os
 import sys
+import time
 
 import jax
 import numpy as np
@@ -19,15 +20,33 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from anml_jax import checkpointing, sharding  # noqa: E402
 
 
+def barrier(out: str, name: str, timeout_s: float = 600) -> None:
+  """Both processes wait here until both arrive (marker files in ``out``).
+  The first use of a gloo communicator gives up when the other process is
+  over 30 s late, which the two processes' compile times on a busy 2-core
+  machine can exceed; so each phase starts together."""
+  open(os.path.join(out, f"{name}.{jax.process_index()}"), "w").close()
+  deadline = time.monotonic() + timeout_s
+  while not all(os.path.exists(os.path.join(out, f"{name}.{i}"))
+                for i in range(jax.process_count())):
+    if time.monotonic() > deadline:
+      raise TimeoutError(f"the other process did not reach {name!r} in {timeout_s} s")
+    time.sleep(0.1)
+
+
 def main(process_id, port, out):
   sharding.initialize_distributed(f"127.0.0.1:{port}", 2, process_id)
   from tests import sharding_case  # after: it makes a PRNG key at import
   mesh = sharding.make_mesh()
   cfg, net, state, images = sharding_case.meta_setup()
   state, images = sharding.replicate((state, images), mesh)
-  _, grads, loss, _ = sharding_case.meta_gradient(cfg, net, mesh)(
-      state.params, sharding_case.KEY, images)
-  new_state, metrics = sharding_case.meta_step(cfg, net, mesh)(state, images)
+  gradient = sharding_case.meta_gradient(cfg, net, mesh).lower(
+      state.params, sharding_case.KEY, images).compile()
+  step = sharding_case.meta_step(cfg, net, mesh).lower(state, images).compile()
+  barrier(out, "compiled")
+  _, grads, loss, _ = gradient(state.params, sharding_case.KEY, images)
+  new_state, metrics = step(state, images)
+  barrier(out, "computed")
   ck = checkpointing.Checkpointer(os.path.join(out, "ckpt"))
   ck.save(new_state, cfg.to_dict())
   ck.close()
