@@ -3,6 +3,7 @@ meta-steps, its XLA ops grouped by kind.
 
   python bench/profile_step.py --out bench/results/cpu_profile.json
   python bench/profile_step.py --trace-dir /tmp/anml_trace  # keep the trace (Perfetto)
+  python bench/profile_step.py --by-op --set low_rank_head=False --top 30   # single ops, dense head
 
 Compiles and warms up a chunk of ``--steps`` meta-steps of the config, traces
 one more call, then sums the durations of the trace's XLA op events by op kind
@@ -11,6 +12,7 @@ the XNNPACK/YNNPACK matmul fusions on CPU). Per-op events need a backend that
 emits them (the CPU thunk runtime does).
 """
 import argparse
+import ast
 import collections
 import glob
 import gzip
@@ -32,15 +34,16 @@ def op_kind(name: str) -> str:
   return head if head and tail.isdigit() else name
 
 
-def op_times(trace_file: str) -> collections.Counter:
-  """Microseconds per op kind in a Perfetto ``*.trace.json.gz`` file."""
+def op_times(trace_file: str, by_op: bool = False) -> collections.Counter:
+  """Microseconds per op kind (per op with ``by_op``) in a Perfetto
+  ``*.trace.json.gz`` file."""
   with gzip.open(trace_file) as f:
     trace = json.load(f)
   events = trace["traceEvents"] if isinstance(trace, dict) else trace
   kinds = collections.Counter()
   for e in events:
     if e.get("ph") == "X" and not e["name"].startswith(NOT_OPS):
-      kinds[op_kind(e["name"])] += e.get("dur", 0)
+      kinds[e["name"] if by_op else op_kind(e["name"])] += e.get("dur", 0)
   return kinds
 
 
@@ -50,10 +53,17 @@ def main():
   p.add_argument("--config", default="default", choices=configs.NAMES)
   p.add_argument("--steps", type=int, default=2)
   p.add_argument("--top", type=int, default=15)
+  p.add_argument("--by-op", action="store_true",
+                 help="one row per XLA op (e.g. copy_bitcast_fusion.12) instead of per kind")
+  p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                 help="config overrides, e.g. low_rank_head=False first_order=True")
   p.add_argument("--trace-dir", default=None)
   p.add_argument("--out", default=None)
   args = p.parse_args()
   cfg = configs.get_config(args.config)
+  for kv in args.set:
+    key, value = kv.split("=", 1)
+    cfg[key] = ast.literal_eval(value)
   net = methods.network(cfg)
   imgs = jnp.asarray(data.synthetic_omniglot(0, background=cfg.num_train_classes,
                                              evaluation=1).background)
@@ -69,7 +79,7 @@ def main():
   files = sorted(glob.glob(os.path.join(trace_dir, "**", "*.trace.json.gz"), recursive=True))
   if not files:
     raise SystemExit(f"no Perfetto trace was written under {trace_dir}")
-  kinds = op_times(files[-1])
+  kinds = op_times(files[-1], args.by_op)
   total = sum(kinds.values())
   if not total:
     raise SystemExit("the trace has no per-op events on this backend")
