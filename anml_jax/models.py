@@ -77,54 +77,109 @@ def max_pool_2x2(x: jax.Array) -> jax.Array:
 
 
 class Conv3x3(nn.Module):
-  """3x3 valid convolution with bias; kaiming-normal kernel, zero bias."""
+  """3x3 valid convolution with bias; kaiming-normal kernel
+  (3, 3, in_features, features), zero bias."""
+  in_features: int
   features: int
   stride: int = 1
   impl: str = "xla"
 
-  @nn.compact
+  def setup(self):
+    self.kernel = self.param("kernel", kaiming_normal,
+                             (3, 3, self.in_features, self.features))
+    self.bias = self.param("bias", nn.initializers.zeros, (self.features,))
+
   def __call__(self, x):
-    kernel = self.param("kernel", kaiming_normal,
-                        (3, 3, x.shape[-1], self.features))
-    bias = self.param("bias", nn.initializers.zeros, (self.features,))
-    return conv3x3(x, kernel, self.stride, self.impl) + bias
+    return conv3x3(x, self.kernel, self.stride, self.impl) + self.bias
 
 
 class InstanceNorm(nn.Module):
-  """Per-image, per-channel normalisation over H and W with an affine map.
+  """Per-image, per-channel normalisation over H and W with an affine map
+  (scale and bias of shape (features,)).
 
   The original applies ``F.batch_norm(training=True)`` to one image at a time,
   which is exactly this (biased variance, eps 1e-5).
   """
+  features: int
   eps: float = 1e-5
 
-  @nn.compact
+  def setup(self):
+    self.scale = self.param("scale", nn.initializers.ones, (self.features,))
+    self.bias = self.param("bias", nn.initializers.zeros, (self.features,))
+
   def __call__(self, x):
-    c = x.shape[-1]
-    scale = self.param("scale", nn.initializers.ones, (c,))
-    bias = self.param("bias", nn.initializers.zeros, (c,))
     mean = x.mean(axis=(-3, -2), keepdims=True)
     var = jnp.square(x - mean).mean(axis=(-3, -2), keepdims=True)
-    return (x - mean) * jax.lax.rsqrt(var + self.eps) * scale + bias
+    return (x - mean) * jax.lax.rsqrt(var + self.eps) * self.scale + self.bias
+
+
+def grey_conv_instance_norm(x: jax.Array, kernel: jax.Array, scale: jax.Array,
+                            shift: jax.Array, eps: float) -> jax.Array:
+  """Instance norm of the valid 3x3 convolution of a grey image tiled to
+  ``kernel``'s input channels, computed without the un-normalised output.
+
+  The conv's output at each position is ``p @ w`` for the image's 9 pixels
+  ``p`` around it, with ``w`` the kernel summed over its (identical) input
+  channels, so its per-image mean and variance are ``mean(p) @ w`` and
+  ``w.T @ cov(p) @ w`` (a 9 x 9 patch covariance), and the normalised output
+  is one matmul with a per-image kernel ``w * a``, ``a = scale /
+  sqrt(var + eps)``. A conv bias would cancel in the normalisation, so there
+  is none (the direct path's bias gradient is zero up to rounding). Equal
+  to ``InstanceNorm(conv3x3(tile(x), kernel) + bias)`` up to float rounding
+  (tests/test_models.py), with a backward pass that reads the (B, H-2, W-2,
+  C) activations about half as often (bench/README.md).
+
+  Args:
+    x: (B, H, W, 1) grey images.
+    kernel: (3, 3, Cin, C), applied to x tiled to Cin channels.
+    scale, shift: (C,) the norm's affine map.
+    eps: the norm's variance epsilon.
+
+  Returns:
+    (B, H - 2, W - 2, C).
+  """
+  b, h, w_, _ = x.shape
+  w = kernel.sum(axis=2).reshape(9, -1)                            # (9, C)
+  patches = jnp.concatenate([x[:, dy:dy + h - 2, dx:dx + w_ - 2, :]
+                             for dy in range(3) for dx in range(3)], axis=-1)
+  patches = patches.reshape(b, -1, 9)                              # (B, N, 9)
+  mean = patches.mean(axis=1)                                      # (B, 9)
+  centred = patches - mean[:, None]
+  cov = jnp.einsum("bni,bnj->bij", centred, centred) / patches.shape[1]
+  var = jnp.maximum(jnp.einsum("bij,ic,jc->bc", cov, w, w), 0.0)  # (B, C)
+  a = jax.lax.rsqrt(var + eps) * scale
+  out = jnp.einsum("bni,bic->bnc", patches, w[None] * a[:, None]) + (
+      shift - (mean @ w) * a)[:, None]
+  return out.reshape(b, h - 2, w_ - 2, -1)
 
 
 class ConvStack(nn.Module):
   """ANML's trunk: 3 x (conv3x3 -> instance norm -> ReLU [-> max-pool 2x2]).
 
-  (B, 28, 28, C) -> (B, 3 * 3 * channels) with pools after blocks 1 and 2.
+  (B, 28, 28, 1) grey images, tiled to ``in_channels`` -> (B, 3 * 3 *
+  channels) with pools after blocks 1 and 2. With ``impl='im2col'`` the
+  first block is :func:`grey_conv_instance_norm`.
   """
   channels: int
+  in_channels: int = 3
   pools: Sequence[bool] = (True, True, False)
   impl: str = "xla"
 
   @nn.compact
   def __call__(self, x):
+    cin = self.in_channels
     for i, pool in enumerate(self.pools):
-      x = Conv3x3(self.channels, impl=self.impl, name=f"conv{i + 1}")(x)
-      x = InstanceNorm(name=f"norm{i + 1}")(x)
+      conv = Conv3x3(cin, self.channels, impl=self.impl, name=f"conv{i + 1}")
+      norm = InstanceNorm(self.channels, name=f"norm{i + 1}")
+      if i == 0 and self.impl == "im2col":
+        x = grey_conv_instance_norm(_check_grey(x), conv.kernel, norm.scale, norm.bias,
+                                    norm.eps)
+      else:
+        x = norm(conv(_tile_channels(x, cin) if i == 0 else x))
       x = nn.relu(x)
       if pool:
         x = max_pool_2x2(x)
+      cin = self.channels
     return x.reshape(x.shape[0], -1)
 
 
@@ -145,10 +200,11 @@ class NeuromodulatoryNet(nn.Module):
   activations instead (the NM's own representation)."""
   channels: int = 112
   gate_width: int = 2304
+  in_channels: int = 3
   impl: str = "xla"
 
   def setup(self):
-    self.trunk = ConvStack(self.channels, impl=self.impl)
+    self.trunk = ConvStack(self.channels, self.in_channels, impl=self.impl)
     self.to_gate = Dense(self.gate_width)
 
   def __call__(self, x):
@@ -170,7 +226,8 @@ class OMLRepresentation(nn.Module):
   @nn.compact
   def __call__(self, x):
     for i, s in enumerate(self.strides):
-      x = nn.relu(Conv3x3(self.channels, s, self.impl, name=f"conv{i + 1}")(x))
+      conv = Conv3x3(x.shape[-1], self.channels, s, self.impl, name=f"conv{i + 1}")
+      x = nn.relu(conv(x))
     return x.reshape(x.shape[0], -1)
 
 
@@ -262,10 +319,14 @@ def _output_width(module: nn.Module, probe: jax.Array) -> int:
   return out.shape[-1]
 
 
-def _tile_channels(x: jax.Array, in_channels: int) -> jax.Array:
+def _check_grey(x: jax.Array) -> jax.Array:
   if x.ndim != 4 or x.shape[-1] != 1:
     raise ValueError(f"expected images of shape (B, H, W, 1), got {x.shape}")
-  return jnp.broadcast_to(x, x.shape[:-1] + (in_channels,))
+  return x
+
+
+def _tile_channels(x: jax.Array, in_channels: int) -> jax.Array:
+  return jnp.broadcast_to(_check_grey(x), x.shape[:-1] + (in_channels,))
 
 
 def make_anml(*, nm_channels: int = 112, pln_channels: int = 256,
@@ -278,10 +339,10 @@ def make_anml(*, nm_channels: int = 112, pln_channels: int = 256,
   input (2304 for the paper's sizes).
   """
   impl = resolve_conv_impl(conv_impl)
-  feat = ConvStack(pln_channels, impl=impl)
-  probe = jnp.zeros((1, image_size, image_size, in_channels))
+  feat = ConvStack(pln_channels, in_channels, impl=impl)
+  probe = jnp.zeros((1, image_size, image_size, 1))
   width = _output_width(feat, probe)
-  nm = NeuromodulatoryNet(nm_channels, width, impl)
+  nm = NeuromodulatoryNet(nm_channels, width, in_channels, impl)
   head = Dense(num_outputs)
 
   def init(key):
@@ -293,11 +354,10 @@ def make_anml(*, nm_channels: int = 112, pln_channels: int = 256,
     }
 
   def context(params, x):
-    return nm.apply({"params": params["nm"]}, _tile_channels(x, in_channels))
+    return nm.apply({"params": params["nm"]}, x)
 
   def ungated(params, x):
-    return feat.apply({"params": params["pln"]["features"]},
-                      _tile_channels(x, in_channels))
+    return feat.apply({"params": params["pln"]["features"]}, x)
 
   def features(params, x, ctx):
     return gating.gate(ungated(params, x), ctx)
@@ -305,7 +365,7 @@ def make_anml(*, nm_channels: int = 112, pln_channels: int = 256,
   def probes(params, x):
     """PLN features before and after the gate, the gate, the NM trunk."""
     v = {"params": params["nm"]}
-    n = nm.apply(v, _tile_channels(x, in_channels), method="activations")
+    n = nm.apply(v, x, method="activations")
     logits = nm.apply(v, n, method="logits_from_activations")   # the NM trunk runs once
     h = ungated(params, x)
     return {"pln_before_gate": h, "gate": gating.gate_values(logits),

@@ -42,9 +42,48 @@ def test_networks_agree_across_conv_impls():
   np.testing.assert_allclose(a.apply(p, x), b.apply(p, x), rtol=1e-4, atol=1e-4)
 
 
+def test_grey_conv_instance_norm_equals_conv_then_norm_to_second_order(x64):
+  keys = jax.random.split(jax.random.key(0), 5)
+  x = jax.random.normal(keys[0], (2, 9, 8, 1), jnp.float64)
+  params = (jax.random.normal(keys[1], (3, 3, 3, 4), jnp.float64),     # kernel
+            jax.random.normal(keys[2], (4,), jnp.float64),             # conv bias
+            1 + 0.3 * jax.random.normal(keys[3], (4,), jnp.float64),   # norm scale
+            jax.random.normal(keys[4], (4,), jnp.float64))             # norm shift
+
+  def direct(kernel, bias, scale, shift):
+    conv = models.Conv3x3(3, 4)
+    norm = models.InstanceNorm(4)
+    y = conv.apply({"params": {"kernel": kernel, "bias": bias}},
+                   jnp.broadcast_to(x, x.shape[:-1] + (3,)))
+    return norm.apply({"params": {"scale": scale, "bias": shift}}, y)
+
+  def fused(kernel, bias, scale, shift):
+    del bias   # cancels in the norm
+    return models.grey_conv_instance_norm(x, kernel, scale, shift, 1e-5)
+
+  np.testing.assert_allclose(fused(*params), direct(*params), rtol=1e-10, atol=1e-10)
+
+  def loss(f):
+    return lambda *p: jnp.sum(jnp.sin(f(*p)) * jnp.arange(1.0, 5.0))
+
+  g_direct = jax.grad(loss(direct), argnums=(0, 1, 2, 3))(*params)
+  g_fused = jax.grad(loss(fused), argnums=(0, 1, 2, 3))(*params)
+  for a, b in zip(g_fused, g_direct):
+    np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-10)
+  assert float(jnp.abs(g_fused[1]).max()) == 0.0   # the bias has no effect
+
+  def grad_norm(f):   # a function of the gradient, as an inner SGD step makes
+    return lambda *p: sum(jnp.sum(g ** 2) for g in jax.grad(loss(f), argnums=(0, 2, 3))(*p))
+
+  h_direct = jax.grad(grad_norm(direct), argnums=(0, 2, 3))(*params)
+  h_fused = jax.grad(grad_norm(fused), argnums=(0, 2, 3))(*params)
+  for a, b in zip(h_fused, h_direct):
+    np.testing.assert_allclose(a, b, rtol=1e-8, atol=1e-9)
+
+
 def test_instance_norm_normalises_each_image_and_channel():
   x = 3 + 2 * jax.random.normal(jax.random.key(0), (2, 6, 6, 3))
-  norm = models.InstanceNorm()
+  norm = models.InstanceNorm(3)
   y = norm.apply(norm.init(jax.random.key(0), x), x)
   np.testing.assert_allclose(y.mean(axis=(1, 2)), 0, atol=1e-5)
   np.testing.assert_allclose(y.std(axis=(1, 2)), 1, atol=1e-3)
