@@ -10,7 +10,8 @@ compiles a one-meta-step chunk per case, then does the same with the working
 tree's ``anml_jax/``; the compiled functions keep their own modules, so both
 live in one process. It then times ``--rounds`` rounds, each running every
 (revision, case) once, so slow minutes hit both alike. It prints and saves each
-case's per-round times, and the per-round ratio BASE / working tree.
+case's per-round times, and the per-round ratio BASE / working tree
+(``tree_dirty``: whether the working tree's ``anml_jax/`` differs from HEAD).
 """
 import argparse
 import ast
@@ -28,7 +29,7 @@ import jax
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def compile_cases(root: str, cases: list[str]) -> dict:
+def compile_cases(root: str, config: str, cases: list[str]) -> dict:
   """Imports anml_jax from ``root`` and compiles one meta-step per case."""
   for name in [m for m in sys.modules if m == "anml_jax" or m.startswith("anml_jax.")]:
     del sys.modules[name]
@@ -42,7 +43,7 @@ def compile_cases(root: str, cases: list[str]) -> dict:
     sys.path.remove(root)
   out = {}
   for case in cases:
-    cfg = configs.get_config("default")
+    cfg = configs.get_config(config)
     for kv in filter(None, case.split(",")):
       key, value = kv.split("=", 1)
       cfg[key] = ast.literal_eval(value)
@@ -61,6 +62,7 @@ def main():
   p = argparse.ArgumentParser(description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument("base", help="git revision to compare the working tree with")
+  p.add_argument("--config", default="default", help="a name of configs.get_config")
   p.add_argument("--cases", nargs="+", default=["first_order=False"],
                  metavar="KEY=VALUE[,KEY=VALUE]", help="config overrides, one case each")
   p.add_argument("--rounds", type=int, default=6)
@@ -70,8 +72,8 @@ def main():
   archive = subprocess.run(["git", "-C", REPO, "archive", args.base, "anml_jax"],
                            capture_output=True, check=True).stdout
   subprocess.run(["tar", "-x", "-C", base_dir], input=archive, check=True)
-  runs = {"base": compile_cases(base_dir, args.cases),
-          "tree": compile_cases(REPO, args.cases)}
+  runs = {"base": compile_cases(base_dir, args.config, args.cases),
+          "tree": compile_cases(REPO, args.config, args.cases)}
   times = {(rev, c): [] for rev in runs for c in args.cases}
   for _ in range(args.rounds):
     for (rev, case), ts in times.items():
@@ -93,9 +95,9 @@ def main():
     def git(*a):
       return subprocess.run(["git", "-C", REPO, *a], capture_output=True,
                             text=True).stdout.strip()
-    head, dirty = git("rev-parse", "--short", "HEAD"), bool(git("status", "--porcelain"))
+    head, dirty = git("rev-parse", "--short", "HEAD"), bool(git("status", "--porcelain", "--", "anml_jax"))
     with open(args.out, "w") as f:
-      json.dump({"base": args.base, "tree_head": head, "tree_dirty": dirty, "rounds": args.rounds,
+      json.dump({"base": args.base, "config": args.config, "tree_head": head, "tree_dirty": dirty, "rounds": args.rounds,
                  "backend": jax.default_backend(), "cpu_count": os.cpu_count(),
                  "jax": jax.__version__, "rows": rows}, f, indent=2)
 

@@ -55,6 +55,19 @@ def test_profile_groups_xla_ops_by_kind(tmp_path):
   assert not any(re.fullmatch(r".*\.\d+", r["op_kind"]) for r in rows)   # suffixes grouped
 
 
+def test_ab_revisions_times_two_revisions_in_one_process(tmp_path):
+  out = tmp_path / "ab.json"
+  _run("ab_revisions.py", "HEAD", "--config", "smoke", "--cases", "first_order=True",
+       "--rounds", "2", "--out", str(out))
+  res = json.loads(out.read_text())
+  (row,) = res["rows"]
+  assert row["case"] == "first_order=True" and res["config"] == "smoke"
+  assert len(row["base_s"]) == len(row["tree_s"]) == len(row["base_over_tree"]) == 2
+  assert min(row["base_s"] + row["tree_s"]) > 0
+  if not res["tree_dirty"]:   # anml_jax/ unchanged since HEAD: the same program
+    assert row["base_loss"] == pytest.approx(row["tree_loss"], rel=1e-6)
+
+
 def test_loss_curves_compares_two_runs_step_by_step(tmp_path):
   runs = []
   for name, losses in (("a", (4.0, 2.0)), ("b", (4.0, 2.5))):
