@@ -95,9 +95,11 @@ def main():
     def git(*a):
       return subprocess.run(["git", "-C", REPO, *a], capture_output=True,
                             text=True).stdout.strip()
-    head, dirty = git("rev-parse", "--short", "HEAD"), bool(git("status", "--porcelain", "--", "anml_jax"))
+    head = git("rev-parse", "--short", "HEAD")
+    dirty = bool(git("status", "--porcelain", "--", "anml_jax"))
     with open(args.out, "w") as f:
-      json.dump({"base": args.base, "config": args.config, "tree_head": head, "tree_dirty": dirty, "rounds": args.rounds,
+      json.dump({"base": args.base, "config": args.config, "tree_head": head,
+                 "tree_dirty": dirty, "rounds": args.rounds,
                  "backend": jax.default_backend(), "cpu_count": os.cpu_count(),
                  "jax": jax.__version__, "rows": rows}, f, indent=2)
 
