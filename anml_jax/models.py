@@ -19,7 +19,9 @@ head alone as a :class:`Network` over such precomputed features.
 
 Shapes: images are ``(B, 28, 28, 1)`` floats (see ``data.preprocess``); the
 single grey channel is tiled to ``in_channels`` as the original code's
-``convert('RGB')`` does. Logits are ``(B, num_outputs)``.
+``convert('RGB')`` does (ANML's first conv sums its kernel over them instead,
+the same function: :func:`grey_conv_instance_norm`). Logits are
+``(B, num_outputs)``.
 """
 from typing import Callable, NamedTuple, Sequence
 
