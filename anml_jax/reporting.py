@@ -83,8 +83,10 @@ PUBLISHED = {
 def write_report(out_dir: str, results_list: Sequence[Results]) -> str:
   """accuracy_vs_classes.png, forgetting.png and table.md (returned) for one
   or several results records, compared with each other and with the
-  published figures at the same N."""
+  published figures at the same N. Records of one evaluation split over
+  several schedules are shown as one (:func:`join_parts`)."""
   os.makedirs(out_dir, exist_ok=True)
+  results_list = join_parts(results_list)
   plot_curves(results_list, os.path.join(out_dir, "accuracy_vs_classes.png"))
   plot_forgetting(results_list, os.path.join(out_dir, "forgetting.png"))
   text = table(results_list)
@@ -102,7 +104,8 @@ def merge_results(parts: Sequence[Results]) -> Results:
   """Joins evaluations of one checkpoint and protocol done for different
   numbers of classes (e.g. an interrupted run resumed with another ``schedule``).
 
-  Raises ValueError if the parts differ in method, checkpoint, fine-tuned
+  Raises ValueError if the parts differ in method, checkpoint (two paths to
+  one file, e.g. through a symlink, are the same checkpoint), fine-tuned
   parameters or protocol (other than the schedule), or repeat an N.
   """
   keys = ("method", "finetune", "oracle", "checkpoint", "checkpoint_step")
@@ -110,8 +113,9 @@ def merge_results(parts: Sequence[Results]) -> Results:
   proto = {k: v for k, v in first["protocol"].items() if k != "schedule"}
   for p in parts[1:]:
     for k in keys:
-      if p.get(k) != first.get(k):
-        raise ValueError(f"cannot merge: {k} differs ({first.get(k)!r} vs {p.get(k)!r})")
+      a, b = first.get(k), p.get(k)
+      if a != b and not (k == "checkpoint" and _same_file(a, b)):
+        raise ValueError(f"cannot merge: {k} differs ({a!r} vs {b!r})")
     other = {k: v for k, v in p["protocol"].items() if k != "schedule"}
     if other != proto:
       raise ValueError("cannot merge: the protocols differ (other than the schedule)")
@@ -125,6 +129,30 @@ def merge_results(parts: Sequence[Results]) -> Results:
             "seconds": sum(p.get("seconds", 0.0) for p in parts)}
   merged["protocol"] = {**first["protocol"], "schedule": sorted(ns)}
   return merged
+
+
+def _same_file(a, b) -> bool:
+  try:
+    return os.path.samefile(a, b)
+  except (OSError, TypeError):
+    return False
+
+
+def join_parts(results_list: Sequence[Results]) -> list[Results]:
+  """Records with the same :func:`label` that :func:`merge_results` accepts
+  (one checkpoint and protocol, different N) joined into one, in the order
+  of first appearance; records that share a label but not a checkpoint or
+  protocol stay apart."""
+  groups = {}
+  for r in results_list:
+    groups.setdefault(label(r), []).append(r)
+  out = []
+  for parts in groups.values():
+    try:
+      out.append(merge_results(parts))
+    except ValueError:
+      out.extend(parts)
+  return out
 
 
 def label(results: dict) -> str:

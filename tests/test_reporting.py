@@ -41,3 +41,21 @@ def test_comparison_table_puts_ours_beside_the_published_figures_at_shared_ns():
   assert lines[0] == "| classes | anml 7 steps [pln/head] | paper | later |"
   assert lines[2:] == ["| 10 | 50.0 |  | 90.0 |", "| 600 | 25.0 | 63.8 | 65.0 |"]
   assert reporting.comparison_table([{**r, "per_n": r["per_n"][2:]}], pub) == ""
+
+
+def test_join_parts_merges_one_evaluation_split_over_schedules_and_nothing_else(tmp_path):
+  def part(ns, checkpoint="a.npz"):
+    return {"method": "anml", "checkpoint_step": 7, "finetune": ["pln/head"], "oracle": True,
+            "checkpoint": checkpoint, "protocol": {"runs": 10, "search_runs": 1, "schedule": ns},
+            "per_n": [{"classes": n, "test_mean": n / 1000} for n in ns],
+            "forgetting": {"classes": max(ns)}, "seconds": 1.0}
+  first, second, other = part([10, 600]), part([50]), part([50], checkpoint="b.npz")
+  (joined,) = reporting.join_parts([first, second])
+  assert [row["classes"] for row in joined["per_n"]] == [10, 50, 600]
+  assert joined["forgetting"] == {"classes": 600} and joined["seconds"] == 2.0
+  kept = reporting.join_parts([first, other, {**second, "oracle": False}])
+  assert [len(r["per_n"]) for r in kept] == [2, 1, 1]   # another checkpoint; not an oracle
+  (tmp_path / "a.npz").write_bytes(b"x")
+  (tmp_path / "link").symlink_to(tmp_path)
+  same = [part([10], str(tmp_path / "a.npz")), part([50], str(tmp_path / "link" / "a.npz"))]
+  assert len(reporting.join_parts(same)) == 1   # one file through a symlink
