@@ -68,6 +68,17 @@ def test_ab_revisions_times_two_revisions_in_one_process(tmp_path):
     assert row["base_loss"] == pytest.approx(row["tree_loss"], rel=1e-6)
 
 
+def test_first_block_numerics_compares_both_conv_paths_with_float64(tmp_path):
+  out = tmp_path / "numerics.json"
+  _run("first_block_numerics.py", "--synthetic", "--classes", "2", "--per-class", "2",
+       "--out", str(out))
+  rows = json.loads(out.read_text())["rows"]
+  assert {(r["output"], r["conv_impl"]) for r in rows} == {
+      (o, i) for o in ("gate_logits", "logits") for i in ("xla", "im2col")}
+  for r in rows:
+    assert 0 <= r["float32_max_abs_err"] <= 1e-4 * max(r["max_abs_value"], 1.0)
+
+
 def test_loss_curves_compares_two_runs_step_by_step(tmp_path):
   runs = []
   for name, losses in (("a", (4.0, 2.0)), ("b", (4.0, 2.5))):
