@@ -62,13 +62,21 @@ def conv3x3(x: jax.Array, kernel: jax.Array, stride: int, impl: str) -> jax.Arra
     return jax.lax.conv_general_dilated(
         x, kernel, (stride, stride), "VALID",
         dimension_numbers=("NHWC", "HWIO", "NHWC"))
-  _, h, w, cin = x.shape
+  return patches_3x3(x, stride) @ kernel.reshape(9 * x.shape[-1], -1)
+
+
+def patches_3x3(x: jax.Array, stride: int) -> jax.Array:
+  """The 3x3 windows of a valid convolution, as rows (im2col).
+
+  (B, H, W, C) -> (B, Ho, Wo, 9 * C), ordered (dy, dx, c) like a (3, 3, C, ...)
+  kernel reshaped to (9 * C, ...).
+  """
+  _, h, w, _ = x.shape
   ho, wo = (h - 3) // stride + 1, (w - 3) // stride + 1
-  patches = jnp.concatenate([
+  return jnp.concatenate([
       x[:, dy:dy + stride * (ho - 1) + 1:stride,
         dx:dx + stride * (wo - 1) + 1:stride, :]
       for dy in range(3) for dx in range(3)], axis=-1)
-  return patches @ kernel.reshape(9 * cin, -1)
 
 
 def max_pool_2x2(x: jax.Array) -> jax.Array:
@@ -142,9 +150,7 @@ def grey_conv_instance_norm(x: jax.Array, kernel: jax.Array, scale: jax.Array,
   """
   b, h, w_, _ = x.shape
   w = kernel.sum(axis=2).reshape(9, -1)                            # (9, C)
-  patches = jnp.concatenate([x[:, dy:dy + h - 2, dx:dx + w_ - 2, :]
-                             for dy in range(3) for dx in range(3)], axis=-1)
-  patches = patches.reshape(b, -1, 9)                              # (B, N, 9)
+  patches = patches_3x3(x, 1).reshape(b, -1, 9)                    # (B, N, 9)
   mean = patches.mean(axis=1)                                      # (B, 9)
   centred = patches - mean[:, None]
   cov = jnp.einsum("bni,bnj->bij", centred, centred) / patches.shape[1]
