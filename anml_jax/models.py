@@ -267,7 +267,7 @@ class Network(NamedTuple):
 
   Attributes:
     name: 'anml', 'oml' (or a user's name).
-    init: key -> params.
+    init: key -> params (jitted for ANML and OML).
     context: (params, x (B, ...)) -> context (B, C); reads only
       ``params[k]`` for k in ``context_keys``.
     features: (params, x (B, ...), context (B, C)) -> (B, D), the input of
@@ -353,6 +353,7 @@ def make_anml(*, nm_channels: int = 112, pln_channels: int = 256,
   nm = NeuromodulatoryNet(nm_channels, width, in_channels, impl)
   head = Dense(num_outputs)
 
+  @jax.jit   # one compile; eagerly, every parameter shape compiles its own sampler
   def init(key):
     k1, k2, k3 = jax.random.split(key, 3)
     return {
@@ -395,6 +396,7 @@ def make_oml(*, channels: int = 256, hidden: int = 1024,
   width = _output_width(rln, probe)
   pln = OMLPredictor(hidden, num_outputs)
 
+  @jax.jit
   def init(key):
     k1, k2 = jax.random.split(key)
     p = pln.init(k2, jnp.zeros((1, width)))["params"]
