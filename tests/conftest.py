@@ -8,16 +8,6 @@ import pytest
 
 from anml_jax import data, models
 
-# Most of the suite's time on a 2-core CPU is XLA compiling small programs.
-# XLA's CPU loop emitters generate code faster than its fusion emitters (the
-# default); both are XLA's own CPU code generators, and only the tests pick
-# this one unless XLA_FLAGS already chooses (timing: bench/README.md,
-# "Test-suite time"). Set before jax starts its backend (importing it does
-# not); the subprocesses the tests start inherit it.
-if "xla_cpu_use_fusion_emitters" not in os.environ.get("XLA_FLAGS", ""):
-  os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
-                             + " --xla_cpu_use_fusion_emitters=false").strip()
-
 # One persistent XLA compilation cache for the whole test session and the
 # subprocesses it starts (they inherit the variable): many tests compile the
 # same smoke-sized steps. Compiled code is keyed by its program, flags and

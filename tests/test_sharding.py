@@ -30,7 +30,7 @@ def distributed(tmp_path_factory):
   """Two processes on localhost, 2 CPU devices each (tests/distributed_worker.py)."""
   out = tmp_path_factory.mktemp("distributed")
   env = {**os.environ, "JAX_PLATFORMS": "cpu",
-         "XLA_FLAGS": f"{os.environ['XLA_FLAGS']} --xla_force_host_platform_device_count=2"}
+         "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
   port = str(_free_port())
   procs = [subprocess.Popen([sys.executable, os.path.join(ROOT, "tests", "distributed_worker.py"),
                              str(i), port, str(out)], env=env, cwd=ROOT, text=True,
@@ -48,7 +48,7 @@ def distributed(tmp_path_factory):
 def sharded(tmp_path_factory):
   out = tmp_path_factory.mktemp("sharded")
   env = {**os.environ, "JAX_PLATFORMS": "cpu",
-         "XLA_FLAGS": f"{os.environ['XLA_FLAGS']} --xla_force_host_platform_device_count=4"}
+         "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
   proc = subprocess.run([sys.executable, os.path.join(ROOT, "tests", "sharded_worker.py"),
                          str(out)], env=env, capture_output=True, text=True, cwd=ROOT)
   assert proc.returncode == 0, proc.stderr[-3000:]
