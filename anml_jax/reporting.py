@@ -141,29 +141,35 @@ def _same_file(a, b) -> bool:
 def join_parts(results_list: Sequence[Results]) -> list[Results]:
   """Records with the same :func:`label` that :func:`merge_results` accepts
   (one checkpoint and protocol, different N) joined into one, in the order
-  of first appearance; records that share a label but not a checkpoint or
-  protocol stay apart."""
-  groups = {}
+  of first appearance. Each record joins the first earlier one it merges
+  with, so records that share a label but not a checkpoint or protocol stay
+  apart without keeping the others of that label apart."""
+  joined: list[list[Results]] = []
   for r in results_list:
-    groups.setdefault(label(r), []).append(r)
-  out = []
-  for parts in groups.values():
-    try:
-      out.append(merge_results(parts))
-    except ValueError:
-      out.extend(parts)
-  return out
+    for parts in joined:
+      if label(parts[0]) == label(r):
+        try:
+          merge_results([*parts, r])
+        except ValueError:
+          continue
+        parts.append(r)
+        break
+    else:
+      joined.append([r])
+  return [merge_results(parts) if len(parts) > 1 else parts[0] for parts in joined]
 
 
 def label(results: dict) -> str:
-  """Names an evaluation by what tells evaluations apart: the method, its
-  training steps (none for scratch, step 0), the groups fine-tuned, 'oracle'
-  for i.i.d. learning, and the lr search when it used fewer runs than the
-  final evaluation (a reduced protocol)."""
+  """Names an evaluation by what tells evaluations apart: the method, 'oracle'
+  for i.i.d. learning, 'first order' for a meta-gradient without second-order
+  terms, its training steps (none for scratch, step 0), the groups
+  fine-tuned, and the lr search when it used fewer runs than the final
+  evaluation (a reduced protocol)."""
   step = results.get("checkpoint_step")
   steps = f" {step} steps" if step else ""
   oracle = " oracle" if results.get("oracle") else ""
-  name = f"{results['method']}{oracle}{steps} [{'+'.join(results['finetune'])}]"
+  order = " first order" if (results.get("model_config") or {}).get("first_order") else ""
+  name = f"{results['method']}{oracle}{order}{steps} [{'+'.join(results['finetune'])}]"
   protocol = results.get("protocol", {})
   search, runs = protocol.get("search_runs"), protocol.get("runs")
   if search is not None and runs is not None and search < runs:
@@ -213,13 +219,23 @@ def plot_curves(results_list: Sequence[dict], path: str,
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
+  # One colour and one legend entry per label (records of one label that
+  # could not be joined, e.g. two checkpoint files of one run); tab20's dark
+  # shades first, then its light ones.
+  names = list(dict.fromkeys(label(r) for r in results_list))
+  cmap = plt.get_cmap("tab20")
+  colours = {n: cmap((2 * i) % 20 + (i // 10) % 2) for i, n in enumerate(names)}
   fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
   for ax, split in zip(axes, ("train", "test")):
+    shown = set()
     for r in results_list:
+      name = label(r)
       ns = [row["classes"] for row in r["per_n"]]
       ax.errorbar(ns, [row[f"{split}_mean"] for row in r["per_n"]],
                   yerr=[row[f"{split}_std"] for row in r["per_n"]],
-                  marker="o", capsize=3, label=label(r))
+                  marker="o", capsize=3, color=colours[name],
+                  label="_nolegend_" if name in shown else name)
+      shown.add(name)
     top = max(row["classes"] for r in results_list for row in r["per_n"])
     for (name, pts), marker in zip(published.items() if split == "test" else (),
                                    "*XPDv^"):

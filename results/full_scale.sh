@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The full-scale reproduction (results/README.md): meta-train ANML, OML and
-# pretrain-and-transfer with the paper's settings, then meta-test each, and the
-# untrained network (scratch), with the paper's protocol, sequentially and
-# i.i.d. (oracle). Three chains run at once; one GPU holds all three.
+# The full-scale reproduction (results/README.md): meta-train ANML (second
+# order, and first order as the released code), OML and pretrain-and-transfer
+# with the paper's settings, then meta-test each, and the untrained network
+# (scratch), with the paper's protocol, sequentially and i.i.d. (oracle). Four
+# chains run at once; one GPU holds all four.
 #
 #   results/full_scale.sh RUNS OUT            # paper settings
 #   SMOKE=1 results/full_scale.sh RUNS OUT    # the same chains at smoke size (CPU minutes)
@@ -47,10 +48,11 @@ evaluate() {  # NAME [evaluate.py flags ...]: OUT/NAME, once
       >> "$runs/$name.eval.log" 2>&1 && touch "$runs/$name.done"
 }
 
-meta_trained() {  # METHOD: train, export, evaluate sequentially and i.i.d.
-  train "$1" "$1" && export_params "$1" &&
-  evaluate "$1" --checkpoint="$runs/$1" &&
-  evaluate "$1_oracle" --checkpoint="$runs/$1" --eval_config.oracle
+meta_trained() {  # NAME METHOD [--config.KEY=VALUE ...]: train, export, evaluate sequentially and i.i.d.
+  local name=$1
+  train "$@" && export_params "$name" &&
+  evaluate "$name" --checkpoint="$runs/$name" &&
+  evaluate "${name}_oracle" --checkpoint="$runs/$name" --eval_config.oracle
 }
 
 peak_step() {  # RUN: the checkpoint step of its best holdout_accuracy (first of ties)
@@ -72,10 +74,11 @@ pretrained_and_scratch() {
   evaluate scratch_oracle --config="configs/scratch.py$size" --eval_config.oracle
 }
 
-meta_trained anml & a=$!
-meta_trained oml & o=$!
+meta_trained anml anml & a=$!
+meta_trained anml_first_order anml --config.first_order=True & f=$!
+meta_trained oml oml & o=$!
 pretrained_and_scratch & p=$!
 status=0
-for job in $a $o $p; do wait "$job" || status=1; done
+for job in $a $f $o $p; do wait "$job" || status=1; done
 echo "$(date -u +%T) finished (status $status)" >&2
 exit $status

@@ -1,3 +1,4 @@
+import functools
 import json
 import os
 
@@ -46,17 +47,28 @@ def _learn(net, finetune, params, lr, x, y, ctx):
       params, x, y, ctx)[0]
 
 
-def _adam_loop(net, params, finetune, lr, x, y):
-  """The reference: a Python loop of Adam steps, batch 1, on the parameters
-  under ``finetune`` (whole top-level groups or the head)."""
-  fast, slow = learner.partition(params, finetune)
-  opt = optax.adam(lr)
-  st = opt.init(fast)
-  for xi, yi in zip(x, y):
+@functools.lru_cache(maxsize=None)
+def _adam_step(net, finetune):
+  """One jitted Adam step on one image, the lr an input: compiled once per
+  network and ``finetune`` however many lrs and runs the loop below takes."""
+
+  @jax.jit
+  def step(fast, slow, state, lr, xi, yi):
     loss = lambda f: learner.cross_entropy(
         net.apply(learner.merge(f, slow), xi[None]), yi[None])
-    u, st = opt.update(jax.grad(loss)(fast), st, fast)
-    fast = optax.apply_updates(fast, u)
+    u, state = optax.adam(lr).update(jax.grad(loss)(fast), state, fast)
+    return optax.apply_updates(fast, u), state
+
+  return step
+
+
+def _adam_loop(net, params, finetune, lr, x, y):
+  """The reference: a Python loop of Adam steps, batch 1, on the parameters
+  under ``finetune`` (whole top-level groups or the head); no scan or vmap."""
+  fast, slow = learner.partition(params, finetune)
+  step, state = _adam_step(net, tuple(finetune)), optax.adam(lr).init(fast)
+  for xi, yi in zip(x, y):
+    fast, state = step(fast, slow, state, lr, xi, yi)
   return learner.merge(fast, slow)
 
 

@@ -26,7 +26,7 @@ def test_meta_gradient_matches_finite_differences_float64(x64):
   params = jax.tree.map(lambda a: a.astype(jnp.float64), net.init(jax.random.key(0)))
   task = _task(jax.random.key(1), dtype=jnp.float64)
   loss = meta.make_meta_loss(_cfg(inner_lr=0.5), net)
-  f = lambda p: loss(p, task)[0]
+  f = jax.jit(lambda p: loss(p, task)[0])
   # A small step keeps the central difference off ReLU / max-pool kinks.
   check_grads(f, (params,), order=1, modes=("rev",), eps=1e-7, atol=1e-6, rtol=1e-5)
 

@@ -23,6 +23,14 @@ def test_label_marks_an_lr_search_on_fewer_runs_than_the_final_evaluation():
   assert reporting.label(r) == "anml oracle 9 steps [pln/head]"
 
 
+def test_label_tells_a_first_order_meta_training_apart():
+  r = {"method": "anml", "checkpoint_step": 20000, "finetune": ["pln/head"],
+       "model_config": {"first_order": True}}
+  assert reporting.label(r) == "anml first order 20000 steps [pln/head]"
+  r["model_config"]["first_order"] = False
+  assert reporting.label(r) == "anml 20000 steps [pln/head]"
+
+
 def test_forgetting_table_averages_stretches_of_the_stream():
   r = {"method": "anml", "checkpoint_step": 5, "finetune": ["pln/head"],
        "forgetting": {"test_per_class_mean": [1.0, 1.0, 0.5, 0.0],
@@ -59,3 +67,6 @@ def test_join_parts_merges_one_evaluation_split_over_schedules_and_nothing_else(
   (tmp_path / "link").symlink_to(tmp_path)
   same = [part([10], str(tmp_path / "a.npz")), part([50], str(tmp_path / "link" / "a.npz"))]
   assert len(reporting.join_parts(same)) == 1   # one file through a symlink
+  other_grid = {**part([200]), "protocol": {**second["protocol"], "lrs": [1e-5]}}
+  kept = reporting.join_parts([first, other_grid, second])
+  assert [[row["classes"] for row in r["per_n"]] for r in kept] == [[10, 50, 600], [200]]
