@@ -144,19 +144,18 @@ def join_parts(results_list: Sequence[Results]) -> list[Results]:
   of first appearance. Each record joins the first earlier one it merges
   with, so records that share a label but not a checkpoint or protocol stay
   apart without keeping the others of that label apart."""
-  joined: list[list[Results]] = []
+  joined: list[tuple[list[Results], Results]] = []   # (parts, their merge)
   for r in results_list:
-    for parts in joined:
+    for i, (parts, _) in enumerate(joined):
       if label(parts[0]) == label(r):
         try:
-          merge_results([*parts, r])
+          joined[i] = (parts + [r], merge_results([*parts, r]))
         except ValueError:
           continue
-        parts.append(r)
         break
     else:
-      joined.append([r])
-  return [merge_results(parts) if len(parts) > 1 else parts[0] for parts in joined]
+      joined.append(([r], r))
+  return [merged for _, merged in joined]
 
 
 def label(results: dict) -> str:
