@@ -10,7 +10,10 @@
 The protocol (Ns, runs, learning rates, what is re-learnt, i.i.d. oracle) is
 the --eval_config file's, overridden with --eval_config.KEY=VALUE. The output
 folder gets results.json (with a provenance record), results.csv, table.md
-and plots.
+and plots. A results.json is never replaced: an --out that holds one is
+refused, or, with --resume, the evaluation in it continues at its first
+unfinished N (same checkpoint and protocol; the finished N are kept as they
+are).
 """
 import json
 import os
@@ -46,6 +49,10 @@ def define(fv, argv):
   flags.DEFINE_list("merge", None, "evaluations of one checkpoint done for different "
                     "Ns, to join into one", flag_values=fv)
   flags.DEFINE_string("out", None, "output folder", flag_values=fv)
+  flags.DEFINE_bool("resume", False, "continue the interrupted evaluation in --out "
+                    "at its first unfinished N (the same checkpoint; its saved "
+                    "protocol unless --eval_config flags are given, which must "
+                    "equal it)", flag_values=fv)
   flags.DEFINE_string("method", None, "check that --checkpoint is of this method",
                       flag_values=fv)
   cli.define_config(fv, argv, "eval_config", cli.config_path(__file__, "eval.py"),
@@ -63,6 +70,13 @@ def combine(fv) -> int:
                          "--compare and --merge only combine finished evaluations "
                          "(drop it)")
   folders = fv.compare or fv.merge
+  if fv.resume:
+    raise cli.UsageError("--resume continues an evaluation; --compare and --merge "
+                         "only combine finished ones (drop it)")
+  if reporting.read_results(fv.out) is not None:
+    raise cli.UsageError(f"{fv.out} holds an evaluation (results.json), which "
+                         f"--{'merge' if fv.merge else 'compare'} would overwrite "
+                         "or mix with; give another --out. Nothing was changed.")
   try:
     results = [json.load(open(os.path.join(d, "results.json"))) for d in folders]
   except FileNotFoundError as e:
@@ -73,6 +87,51 @@ def combine(fv) -> int:
     reporting.write_results(fv.out, results[0])
   print(reporting.write_report(fv.out, results))
   return 0
+
+
+def existing_record(fv):
+  """The record in --out that --resume continues (None for a new one).
+
+  Raises UsageError for an --out holding a record without --resume, and for
+  --resume without a record: nothing is replaced, nothing silently restarts."""
+  done = reporting.read_results(fv.out)
+  if done is not None and not fv.resume:
+    ns = ", ".join(str(r["classes"]) for r in done["per_n"])
+    raise cli.UsageError(
+        f"{fv.out} already holds an evaluation ({done['method']}, N = {ns}); "
+        "pass --resume to continue it at its first unfinished N, or give another "
+        "--out. Nothing was changed.")
+  if done is None and fv.resume:
+    raise cli.UsageError(f"--resume: {fv.out} holds no results.json to continue; "
+                         "check the folder's name, or drop --resume to start a new "
+                         "evaluation there")
+  return done
+
+
+# What must be equal for a record to be continued by another command.
+_RESUME_KEYS = ("method", "finetune", "oracle", "checkpoint_sha256", "checkpoint_step",
+                "model_config", "protocol")
+
+
+def check_resumable(done: dict, out: str, now: dict) -> None:
+  """Raises UsageError naming the first of :data:`_RESUME_KEYS` in which the
+  record ``done`` differs from the evaluation about to run (``now``); a
+  record without a checkpoint fingerprint (older ones) is matched by the
+  other keys."""
+  now = json.loads(json.dumps(now))       # tuples as the record's lists
+  for k in _RESUME_KEYS:
+    if k == "checkpoint_sha256" and done.get(k) is None:
+      continue
+    if done.get(k) != now.get(k):
+      what = (f"{k} {done.get(k)!r} (now {now.get(k)!r})" if k != "protocol" else
+              "protocol: " + ", ".join(
+                  f"{f}={done[k].get(f)!r} (now {now[k].get(f)!r})"
+                  for f in sorted(set(done[k]) | set(now[k]))
+                  if done[k].get(f) != now[k].get(f)))
+      raise cli.UsageError(
+          f"--resume: {out} holds an evaluation with another {what}; resume it "
+          "with the same --checkpoint and --eval_config flags, or give another "
+          "--out. Nothing was changed.")
 
 
 def main(argv=None):
@@ -87,7 +146,13 @@ def main(argv=None):
                            f"--merge (got {', '.join('--' + s for s in given) or 'none'})")
     if fv.compare or fv.merge:
       return combine(fv)
+    configs.validate_eval(fv.eval_config)
+    done = existing_record(fv)
     ecfg = fv.eval_config
+    if done is not None and not (fv["eval_config"].present
+                                 or cli.overrides(fv, "eval_config")):
+      ecfg = configs.eval_from_dict(done["protocol"])
+    configs.validate_eval(ecfg)
     omni = cli.load_omniglot(fv)
     ecfg.class_pool = min(ecfg.class_pool, omni.evaluation.shape[0])
     ecfg.search_pool = min(ecfg.search_pool, omni.background.shape[0])
@@ -101,13 +166,20 @@ def main(argv=None):
       params, step = net.init(jax.random.key(cfg.seed)), 0
     else:
       cfg, net, params, step = checkpointing.load_run(fv.checkpoint, fv.method)
-    source = {"checkpoint": fv.checkpoint, "checkpoint_step": step,
-              "model_config": cfg.to_dict(),
+    source = {"checkpoint": fv.checkpoint,
+              "checkpoint_sha256": (None if fv.checkpoint is None
+                                    else checkpointing.fingerprint(fv.checkpoint)),
+              "checkpoint_step": step, "model_config": cfg.to_dict(),
               "provenance": provenance.record(["evaluate.py", *argv])}
+    if done is not None:
+      check_resumable(done, fv.out, {
+          **source, "method": cfg.method, "oracle": bool(ecfg.oracle),
+          "finetune": list(ecfg.finetune) or list(methods.get(cfg.method).finetune),
+          "protocol": ecfg.to_dict()})
     mesh = (sharding.make_mesh() if fv.shard == "auto" and jax.device_count() > 1
             else None)
     results = evaluation.meta_test(
-        cfg.method, net, params, omni, ecfg, mesh=mesh, source=source,
+        cfg.method, net, params, omni, ecfg, mesh=mesh, source=source, done=done,
         on_update=lambda r: reporting.write_results(fv.out, r))
   except (ValueError, data.DataError, checkpointing.CheckpointError) as e:
     return cli.fail(e)

@@ -24,7 +24,8 @@ def define(fv, argv):
                     "config file[:variant], e.g. configs/oml.py:smoke; override "
                     "fields with --config.KEY=VALUE")
   flags.DEFINE_bool("resume", False, "continue the run in --workdir with its saved "
-                    "config.json (--config.KEY=VALUE still overrides)", flag_values=fv)
+                    "config.json (--config.KEY=VALUE still overrides); a --workdir "
+                    "without one is an error", flag_values=fv)
   flags.DEFINE_bool("progress", True, "show a progress bar (--noprogress: none)",
                     flag_values=fv)
   cli.define_data_flags(fv)
@@ -40,7 +41,11 @@ def run_config(fv):
   """The config to train: the saved one with --resume (overrides applied and
   reported), else the --config file's."""
   saved = os.path.join(fv.workdir, "config.json")
-  if not (fv.resume and os.path.isfile(saved)):
+  if fv.resume and not os.path.isfile(saved):
+    raise cli.UsageError(
+        f"--resume: {fv.workdir} holds no run to continue (no config.json); check "
+        "the folder's name, or drop --resume to start a new run there")
+  if not fv.resume:
     return fv.config
   if fv["config"].present:
     raise cli.UsageError(

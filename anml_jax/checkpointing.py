@@ -5,8 +5,10 @@ and ``meta`` (JSON: the config and the shape of every parameter). Restoring
 compares the saved shapes with the expected ones first, so a checkpoint of
 another architecture fails with a message that says what differs.
 """
+import hashlib
 import json
 import os
+import zipfile
 
 import jax
 import numpy as np
@@ -51,8 +53,25 @@ class Checkpointer:
 
   def read_meta(self, step: int | None = None) -> dict:
     step = self._resolve(step)
-    return self._mngr.restore(step, args=ocp.args.Composite(
-        meta=ocp.args.JsonRestore()))["meta"]
+    return self._read(step, meta=ocp.args.JsonRestore())["meta"]
+
+  def step_dir(self, step: int | None = None) -> str:
+    """The folder of the checkpoint at ``step`` (default: the latest)."""
+    return os.path.join(self.directory, str(self._resolve(step)))
+
+  def _read(self, step: int, **items):
+    """Restores ``items`` of the checkpoint at ``step``; a checkpoint that
+    cannot be read is a one-line CheckpointError naming it and the fix."""
+    try:
+      return self._mngr.restore(step, args=ocp.args.Composite(**items))
+    except Exception as e:  # Orbax, TensorStore and JSON raise many types
+      earlier = [s for s in self._mngr.all_steps() if s < step]
+      fix = (f"move that folder away to resume from step {max(earlier)}"
+             if earlier else "it is the only one: train again")
+      detail = " ".join(str(e).split())[:300]
+      raise CheckpointError(
+          f"checkpoint {self.directory}/{step} cannot be read, it is truncated "
+          f"or corrupt ({type(e).__name__}: {detail}); {fix}") from None
 
   def restore(self, template: MetaState, step: int | None = None) -> tuple[MetaState, dict]:
     """Restores into the structure of ``template`` (e.g. a fresh init_state).
@@ -66,8 +85,7 @@ class Checkpointer:
     check_shapes(meta["param_shapes"], param_shapes(template.params),
                  where=f"{self.directory}/{step}")
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template._asdict())
-    restored = self._mngr.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(abstract)))["state"]
+    restored = self._read(step, state=ocp.args.StandardRestore(abstract))["state"]
     return MetaState(**restored), meta
 
   def _resolve(self, step):
@@ -120,13 +138,27 @@ def export_params(run: str, path: str) -> dict:
   return {"path": path, "bytes": os.path.getsize(path), "step": int(step)}
 
 
+def _read_npz(path: str) -> tuple[dict, dict]:
+  """(meta, {name: array}) of a parameter file; a truncated or corrupt file
+  is a one-line CheckpointError naming it."""
+  try:
+    with np.load(path) as f:
+      if "__meta__" not in f:
+        raise CheckpointError(f"{path} is not a parameter file written by "
+                              "checkpointing.export_params (no __meta__ entry)")
+      meta = json.loads(str(f["__meta__"]))
+      flat = {k: f[k] for k in f.files if k != "__meta__"}
+  except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as e:
+    detail = " ".join(str(e).split())[:200]
+    raise CheckpointError(
+        f"{path} cannot be read, it is truncated or corrupt ({type(e).__name__}: "
+        f"{detail}); copy it again, or export it again from its run with "
+        "checkpointing.export_params") from None
+  return meta, flat
+
+
 def _load_npz(path: str, method: str | None):
-  with np.load(path) as f:
-    if "__meta__" not in f:
-      raise CheckpointError(f"{path} is not a parameter file written by "
-                            "checkpointing.export_params (no __meta__ entry)")
-    meta = json.loads(str(f["__meta__"]))
-    flat = {k: f[k] for k in f.files if k != "__meta__"}
+  meta, flat = _read_npz(path)
   cfg = _config(meta["config"], path, method)
   net = methods.network(cfg)
   fresh = traverse_util.flatten_dict(net.init(jax.random.key(cfg.seed)), sep="/")
@@ -164,14 +196,59 @@ def load_run(path: str, method: str | None = None):
     if not os.path.isfile(path):
       raise CheckpointError(f"{path} not found: give a file written by "
                             "checkpointing.export_params, or a run folder")
-    return _load_npz(path, method)
+    cfg, net, params, step = _load_npz(path, method)
+  else:
+    ck = Checkpointer(_checkpoint_dir(path))
+    try:
+      cfg = _config(ck.read_meta()["config"], path, method)
+      net = methods.network(cfg)
+      state, m = ck.restore(init_state(cfg, net))
+    finally:
+      ck.close()
+    params, step = state.params, m["step"]
+  check_finite(params, path)
+  return cfg, net, params, step
+
+
+def _checkpoint_dir(path: str) -> str:
   ckdir = os.path.join(path, "checkpoints")
-  ckdir = ckdir if os.path.isdir(ckdir) else path
-  ck = Checkpointer(ckdir)
+  return ckdir if os.path.isdir(ckdir) else path
+
+
+def check_finite(params, where: str) -> None:
+  """Raises CheckpointError naming the parameters of ``where`` that hold a
+  NaN or an infinity."""
+  bad = [k for k, v in traverse_util.flatten_dict(params, sep="/").items()
+         if not np.isfinite(np.asarray(v)).all()]
+  if bad:
+    raise CheckpointError(
+        f"{where} holds non-finite parameters ({', '.join(sorted(bad)[:3])}"
+        f"{', ...' if len(bad) > 3 else ''}); it was saved from a diverged run: "
+        "use an earlier checkpoint")
+
+
+def fingerprint(path: str) -> str:
+  """sha256 (hex) of what :func:`load_run` reads at ``path``: of a parameter
+  file, the file's (as ``sha256sum``); of a run folder, every file of its
+  latest checkpoint, each relative path then its contents, in path order.
+  Two records with one fingerprint evaluated the same weights."""
+  if path.endswith(".npz"):
+    return _sha256([path])
+  ck = Checkpointer(_checkpoint_dir(path))
   try:
-    cfg = _config(ck.read_meta()["config"], path, method)
-    net = methods.network(cfg)
-    state, m = ck.restore(init_state(cfg, net))
+    root = ck.step_dir()
   finally:
     ck.close()
-  return cfg, net, state.params, m["step"]
+  files = sorted(os.path.join(d, f) for d, _, fs in os.walk(root) for f in fs)
+  return _sha256(files, root)
+
+
+def _sha256(files, root: str | None = None) -> str:
+  h = hashlib.sha256()
+  for full in files:
+    if root is not None:
+      h.update(os.path.relpath(full, root).encode() + b"\0")
+    with open(full, "rb") as f:
+      for chunk in iter(lambda: f.read(1 << 20), b""):
+        h.update(chunk)
+  return h.hexdigest()

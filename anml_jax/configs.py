@@ -103,19 +103,21 @@ def from_dict(saved: dict) -> ml_collections.ConfigDict:
   the value in ``_ADDED_KEYS``; unknown keys are an error."""
   saved = {**_ADDED_KEYS, **{k: v for k, v in saved.items() if k not in _DROPPED_KEYS}}
   c = get_config(saved.get("name", "default"), saved["method"])
-
-  def fill(target, values, where):
-    for k, v in values.items():
-      if k not in target:
-        raise ValueError(f"saved config has an unknown key '{where}{k}'; it was "
-                         "written by another version of anml-jax")
-      if isinstance(target[k], ml_collections.ConfigDict):
-        fill(target[k], v, f"{where}{k}.")
-      else:
-        target[k] = tuple(v) if isinstance(target[k], tuple) else v
-
-  fill(c, saved, "")
+  _fill(c, saved, "")
   return c
+
+
+def _fill(target: ml_collections.ConfigDict, values: dict, where: str) -> None:
+  """Sets ``target``'s fields from a saved dict, typed as ``target``'s (lists
+  back to tuples); a key ``target`` lacks is an error."""
+  for k, v in values.items():
+    if k not in target:
+      raise ValueError(f"saved config has an unknown key '{where}{k}'; it was "
+                       "written by another version of anml-jax")
+    if isinstance(target[k], ml_collections.ConfigDict):
+      _fill(target[k], v, f"{where}{k}.")
+    else:
+      target[k] = tuple(v) if isinstance(target[k], tuple) else v
 
 
 # Meta-test learning rates of the original evaluate_classification.py (Adam).
@@ -153,6 +155,14 @@ def get_eval_config(name: str = "default") -> ml_collections.ConfigDict:
     c.runs = 2
     c.search_runs = 2
     c.lrs = (0.001, 0.0001)
+  return c
+
+
+def eval_from_dict(saved: dict) -> ml_collections.ConfigDict:
+  """The meta-test protocol a results record saved (its ``protocol``), typed
+  as :func:`get_eval_config`'s."""
+  c = get_eval_config(saved.get("name", "default"))
+  _fill(c, saved, "")
   return c
 
 

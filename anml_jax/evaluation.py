@@ -76,7 +76,8 @@ def stream_inputs(net: Network, params, finetune: Sequence[str], images: jax.Arr
 def meta_test(method: str, net: Network, params, omniglot: Omniglot, ecfg,
               log: Callable[[str], None] = print,
               on_update: Callable[[dict], None] | None = None,
-              mesh=None, source: dict | None = None) -> Results:
+              mesh=None, source: dict | None = None,
+              done: Results | None = None) -> Results:
   """Runs the meta-test protocol ``ecfg`` for every N in ``ecfg.schedule``.
 
   For each N: (1) learning-rate search: ``search_runs`` streams of N classes
@@ -97,8 +98,11 @@ def meta_test(method: str, net: Network, params, omniglot: Omniglot, ecfg,
   running the whole network up to float rounding).
 
   Args:
-    source: what was evaluated (checkpoint, checkpoint_step, model_config,
-      provenance), copied into the record.
+    source: what was evaluated (checkpoint, checkpoint_sha256,
+      checkpoint_step, model_config, provenance), copied into the record.
+    done: the record of an interrupted evaluation of the same checkpoint and
+      protocol: its N are kept as they are, not recomputed, and the others
+      computed with the numbers an uninterrupted evaluation draws.
 
   Returns:
     the :class:`reporting.Results` record; ``on_update`` gets it after every
@@ -111,7 +115,7 @@ def meta_test(method: str, net: Network, params, omniglot: Omniglot, ecfg,
   ev = jnp.asarray(omniglot.evaluation[:ecfg.class_pool])
   if mesh is not None:
     params, bg, ev = sharding.replicate((params, bg, ev), mesh)
-  t0 = time.perf_counter()
+  t0 = time.perf_counter()   # the record's seconds include the features
   _, _, bg, ctx_bg = stream_inputs(net, params, finetune, bg)
   net, params, ev, ctx_ev = stream_inputs(net, params, finetune, ev)
   devices = 1 if mesh is None else mesh.size
@@ -132,20 +136,32 @@ def meta_test(method: str, net: Network, params, omniglot: Omniglot, ecfg,
                 backend=jax.default_backend(),
                 device=str(jax.devices()[0].device_kind), devices=devices,
                 **(source or {}))
+  finished, earlier_seconds = set(), 0.0
+  if done is not None:
+    earlier_seconds = done.get("seconds", 0.0)
+    out = Results(**{**done, "resumed": [*done.get("resumed", []),
+                                         (source or {}).get("provenance")]})
+    finished = {row["classes"] for row in done["per_n"]}
   for n in ecfg.schedule:
     tn = time.perf_counter()
     keys = jax.random.split(jax.random.key(ecfg.seed * 1000 + n),
                             ecfg.search_runs + ecfg.runs)
-    cls = continual.sample_classes(rng, ecfg.search_pool, n, ecfg.search_runs)
-    search = evaluate(params, keys[:ecfg.search_runs], lrs, jnp.asarray(cls), bg, ctx_bg)
-    lr, votes = continual.choose_lr(ecfg.lrs, np.asarray(search.test))
+    # Both samples are drawn for every N, finished or not, so that a resumed
+    # evaluation draws the classes an uninterrupted one does.
+    cls_search = continual.sample_classes(rng, ecfg.search_pool, n, ecfg.search_runs)
     cls = continual.sample_classes(rng, ecfg.class_pool, n, ecfg.runs)
+    if n in finished:
+      log(f"N={n}: kept from the interrupted evaluation")
+      continue
+    search = evaluate(params, keys[:ecfg.search_runs], lrs, jnp.asarray(cls_search),
+                      bg, ctx_bg)
+    lr, votes = continual.choose_lr(ecfg.lrs, np.asarray(search.test))
     res = evaluate(params, keys[ecfg.search_runs:], jnp.asarray([lr], jnp.float32),
                    jnp.asarray(cls), ev, ctx_ev)
     row = ResultsRow(classes=n, lr=lr, lr_votes=votes, **_summary(res),
                      search_test_mean_per_lr=np.asarray(search.test).mean(0).tolist(),
                      seconds=time.perf_counter() - tn)
-    out["per_n"].append(row)
+    out["per_n"] = sorted([*out["per_n"], row], key=lambda r: r["classes"])
     out["forgetting"] = {"classes": n,
                   "test_per_class_mean": np.asarray(res.test_per_class[:, 0]).mean(0).tolist(),
                   "train_per_class_mean": np.asarray(res.train_per_class[:, 0]).mean(0).tolist()}
@@ -153,7 +169,7 @@ def meta_test(method: str, net: Network, params, omniglot: Omniglot, ecfg,
     log(f"{name:>9s} N={n:4d} lr={lr:<8g} train {100 * row['train_mean']:5.1f} "
         f"± {100 * row['train_std']:4.1f}  test {100 * row['test_mean']:5.1f} "
         f"± {100 * row['test_std']:4.1f}  ({row['seconds']:.1f}s)")
-    out["seconds"] = time.perf_counter() - t0
+    out["seconds"] = earlier_seconds + time.perf_counter() - t0
     if on_update is not None:
       on_update(out)
   return out

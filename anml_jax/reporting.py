@@ -1,5 +1,6 @@
 """Results files of a meta-test: JSON, CSV, a printed table and plots."""
 import csv
+import io
 import json
 import os
 from typing import Sequence, TypedDict
@@ -33,7 +34,9 @@ class Results(TypedDict, total=False):
   (per-class accuracy after the longest stream: classes,
   test_per_class_mean, train_per_class_mean, in learning order), backend,
   device, devices, seconds; and what was evaluated: checkpoint,
-  checkpoint_step, model_config, provenance.
+  checkpoint_sha256 (:func:`checkpointing.fingerprint`), checkpoint_step,
+  model_config, provenance (of the command that started it) and resumed
+  (the provenance of each command that continued it, if any).
   """
   method: str
   finetune: list
@@ -46,24 +49,55 @@ class Results(TypedDict, total=False):
   devices: int
   seconds: float
   checkpoint: str | None
+  checkpoint_sha256: str | None
   checkpoint_step: int
   model_config: dict
   provenance: dict
+  resumed: list
+
+
+def atomic_write(path: str, text: str) -> None:
+  """Writes ``text`` to ``path`` through a temporary file in the same folder
+  and a rename, so a reader (or a process killed mid-write) sees the old file
+  or the new one, never a part."""
+  tmp = f"{path}.tmp{os.getpid()}"
+  with open(tmp, "w", newline="") as f:
+    f.write(text)
+    f.flush()
+    os.fsync(f.fileno())
+  os.replace(tmp, path)
 
 
 def write_results(out_dir: str, results: Results) -> None:
-  """results.json and results.csv (one row per number of classes)."""
+  """results.json and results.csv (one row per number of classes), each
+  written atomically (:func:`atomic_write`)."""
   os.makedirs(out_dir, exist_ok=True)
-  with open(os.path.join(out_dir, "results.json"), "w") as f:
-    json.dump(results, f, indent=2)
-  with open(os.path.join(out_dir, "results.csv"), "w", newline="") as f:
-    w = csv.writer(f)
-    w.writerow(["method", "classes", "train_mean", "train_std", "test_mean",
-                "test_std", "lr", "runs"])
-    for row in results["per_n"]:
-      w.writerow([results["method"], row["classes"], row["train_mean"],
-                  row["train_std"], row["test_mean"], row["test_std"], row["lr"],
-                  len(row["test_runs"])])
+  atomic_write(os.path.join(out_dir, "results.json"), json.dumps(results, indent=2))
+  buf = io.StringIO()
+  w = csv.writer(buf)
+  w.writerow(["method", "classes", "train_mean", "train_std", "test_mean",
+              "test_std", "lr", "runs"])
+  for row in results["per_n"]:
+    w.writerow([results["method"], row["classes"], row["train_mean"],
+                row["train_std"], row["test_mean"], row["test_std"], row["lr"],
+                len(row["test_runs"])])
+  atomic_write(os.path.join(out_dir, "results.csv"), buf.getvalue())
+
+
+def read_results(out_dir: str) -> Results | None:
+  """The record in ``out_dir``/results.json, or None if there is none.
+
+  Raises ValueError (one line, naming the file) if it cannot be parsed."""
+  path = os.path.join(out_dir, "results.json")
+  if not os.path.isfile(path):
+    return None
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except (OSError, ValueError) as e:
+    raise ValueError(f"{path} cannot be read ({e}); it is not a results record "
+                     "written by evaluate.py: restore it from git, or give another "
+                     "--out") from None
 
 
 # Published meta-test test accuracies {N: fraction}, drawn beside ours.

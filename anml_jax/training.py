@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from anml_jax import checkpointing, configs, meta, methods, sharding
+from anml_jax import checkpointing, configs, meta, methods, reporting, sharding
 
 
 class TrainingDiverged(RuntimeError):
@@ -104,8 +104,8 @@ def train(cfg, workdir: str, images: np.ndarray, *, resume: bool = False,
           "another --workdir. Nothing was changed.")
     state, _ = ckpt.restore(state)
   if main_process:
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-      f.write(cfg.to_json_best_effort(indent=2))
+    reporting.atomic_write(os.path.join(workdir, "config.json"),
+                           cfg.to_json_best_effort(indent=2))
     if provenance is not None:
       with open(os.path.join(workdir, "provenance.jsonl"), "a") as f:
         f.write(json.dumps({"start_step": int(sharding.to_host(state.step)),

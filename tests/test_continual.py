@@ -316,6 +316,6 @@ def test_evaluate_py_scratch_and_bad_protocols(tmp_path, capsys):
                         ("--eval_config.runz=3", "no such config field: 'runz'")):
     assert evaluate.main([*base, flag]) == 1
     assert message in capsys.readouterr().err
-  assert evaluate.main([f"--config={CONFIGS}/anml.py:smoke", "--out", out, EVAL_SMOKE,
-                        "--data_source=synthetic"]) == 1
+  assert evaluate.main([f"--config={CONFIGS}/anml.py:smoke", "--out", out + "2",
+                        EVAL_SMOKE, "--data_source=synthetic"]) == 1
   assert "evaluate a run of it with --checkpoint" in capsys.readouterr().err

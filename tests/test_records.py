@@ -1,0 +1,158 @@
+"""Nothing already saved is lost: records are never replaced, interrupted
+work resumes, and bad files are one-line errors naming them."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import evaluate
+import train
+from anml_jax import checkpointing, reporting
+from tests.conftest import CONFIGS, SYNTHETIC, smoke_args
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRATCH = [f"--config={CONFIGS}/scratch.py:smoke", f"--eval_config={CONFIGS}/eval.py:smoke",
+           "--data_source=synthetic"]
+# The classifier alone re-learnt on precomputed features: the quickest stream.
+SCHEDULE = ["--eval_config.schedule=(3,4,5,6)", "--eval_config.finetune=('pln/head',)"]
+
+
+def _files(folder):
+  return {f: open(os.path.join(folder, f), "rb").read() for f in sorted(os.listdir(folder))}
+
+
+def _one_line_error(capsys, *needles):
+  lines = capsys.readouterr().err.strip().splitlines()
+  err = lines[-1]       # a resumed run may first note its overrides
+  assert err.startswith("error: ") and not any(
+      l.startswith("error") for l in lines[:-1]), lines
+  for n in needles:
+    assert n in err, err
+  return err
+
+
+def test_an_evaluation_record_is_never_replaced(tmp_path, capsys):
+  out = str(tmp_path / "ev")
+  args = [*SCRATCH, "--eval_config.schedule=(3,)", "--out", out]
+  assert evaluate.main(args) == 0
+  before = _files(out)
+  capsys.readouterr()
+  assert evaluate.main(args) == 1
+  _one_line_error(capsys, "already holds an evaluation", "--resume")
+  assert evaluate.main([f"--merge={out},{out}", "--out", out]) == 1
+  _one_line_error(capsys, "holds an evaluation")
+  assert evaluate.main([f"--compare={out}", "--out", out]) == 1
+  _one_line_error(capsys, "holds an evaluation")
+  assert _files(out) == before
+  # --resume of a finished record computes nothing and changes no number
+  assert evaluate.main([*args, "--resume"]) == 0
+  assert json.load(open(os.path.join(out, "results.json"))) == json.loads(before["results.json"])
+  # --resume with another protocol is refused, naming the difference
+  assert evaluate.main([*SCRATCH, "--eval_config.schedule=(3,)", "--eval_config.runs=3",
+                        "--out", out, "--resume"]) == 1
+  _one_line_error(capsys, "runs=2 (now 3)")
+  assert json.load(open(os.path.join(out, "results.json"))) == json.loads(before["results.json"])
+
+
+def test_resume_without_a_record_is_an_error_and_writes_nothing(tmp_path, capsys):
+  missing = str(tmp_path / "typo")
+  assert evaluate.main([*SCRATCH, "--out", missing, "--resume"]) == 1
+  _one_line_error(capsys, "holds no results.json", "drop --resume")
+  assert train.main(["--workdir", missing, "--resume", *SYNTHETIC]) == 1
+  _one_line_error(capsys, "holds no run to continue")
+  os.makedirs(missing)
+  assert train.main(["--workdir", missing, "--resume", *SYNTHETIC]) == 1
+  _one_line_error(capsys, "holds no run to continue")
+  assert os.listdir(missing) == []
+
+
+def test_a_write_that_fails_leaves_the_old_record_whole(tmp_path, monkeypatch):
+  out = str(tmp_path)
+  rec = {"method": "anml", "per_n": [{"classes": 3, "train_mean": 0.5, "train_std": 0.0,
+                                      "test_mean": 0.25, "test_std": 0.0, "lr": 1e-3,
+                                      "test_runs": [0.25]}]}
+  reporting.write_results(out, rec)
+  old = _files(out)
+
+  def fail(src, dst):
+    raise OSError("disk full")
+
+  monkeypatch.setattr(os, "replace", fail)
+  with pytest.raises(OSError):
+    reporting.write_results(out, {**rec, "method": "oml"})
+  monkeypatch.undo()
+  assert {f: v for f, v in _files(out).items() if ".tmp" not in f} == old
+
+
+def test_truncated_nan_and_corrupt_checkpoints_are_one_line_errors(tmp_path, capsys):
+  run = str(tmp_path / "run")
+  assert train.main(["--workdir", run, *smoke_args(steps=4)]) == 0
+  path = str(tmp_path / "p.npz")
+  checkpointing.export_params(run, path)
+  # the fingerprint of a parameter file is its sha256sum
+  import hashlib
+  assert checkpointing.fingerprint(path) == hashlib.sha256(open(path, "rb").read()).hexdigest()
+  bad = str(tmp_path / "bad.npz")
+  with open(bad, "wb") as f:
+    f.write(open(path, "rb").read()[:1000])
+  capsys.readouterr()
+  assert evaluate.main([*SCRATCH[1:], "--checkpoint", bad, "--out", str(tmp_path / "e")]) == 1
+  _one_line_error(capsys, bad, "truncated or corrupt")
+  assert not os.path.exists(str(tmp_path / "e" / "results.json"))
+  with np.load(path) as f:
+    arrays = dict(f)
+  arrays["nm/to_gate/linear/bias"] = np.full_like(arrays["nm/to_gate/linear/bias"], np.nan)
+  nan = str(tmp_path / "nan.npz")
+  np.savez(nan, **arrays)
+  with pytest.raises(checkpointing.CheckpointError, match="nm/to_gate/linear/bias"):
+    checkpointing.load_run(nan)
+  # an Orbax checkpoint with a truncated array file: named, with the fix
+  step_dir = os.path.join(run, "checkpoints", "4")
+  victims = [os.path.join(d, f) for d, _, fs in os.walk(os.path.join(step_dir, "state"))
+             for f in fs if os.path.getsize(os.path.join(d, f)) > 64]
+  for v in victims:
+    with open(v, "r+b") as f:
+      f.truncate(16)
+  assert train.main(["--workdir", run, "--resume", *SYNTHETIC, "--config.steps=6"]) == 1
+  _one_line_error(capsys, f"{os.path.join(run, 'checkpoints')}/4 cannot be read",
+                  "resume from step 2")
+
+
+def test_an_evaluation_killed_mid_way_resumes_without_recomputing(tmp_path):
+  """SIGKILL after the first N's record is written; --resume keeps the
+  finished rows byte for byte and completes the others with the numbers of an
+  uninterrupted evaluation."""
+  killed, whole = str(tmp_path / "killed"), str(tmp_path / "whole")
+  cmd = [sys.executable, os.path.join(REPO, "evaluate.py"), *SCRATCH, *SCHEDULE,
+         "--out", killed]
+  proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  record = os.path.join(killed, "results.json")
+  deadline = time.monotonic() + 300
+  rows = []
+  while time.monotonic() < deadline and proc.poll() is None:
+    if os.path.isfile(record):
+      rows = json.load(open(record))["per_n"]
+      if rows:
+        proc.send_signal(signal.SIGKILL)
+        break
+    time.sleep(0.02)
+  proc.wait()
+  assert proc.returncode == -signal.SIGKILL, "the evaluation ended before it was killed"
+  kept = json.load(open(record))["per_n"]      # what the killed process had written
+  assert 1 <= len(kept) < 4
+  assert evaluate.main([*SCRATCH, *SCHEDULE, "--out", killed, "--resume"]) == 0
+  assert evaluate.main([*SCRATCH, *SCHEDULE, "--out", whole]) == 0
+  resumed = json.load(open(record))
+  uninterrupted = json.load(open(os.path.join(whole, "results.json")))
+  assert [r["classes"] for r in resumed["per_n"]] == [3, 4, 5, 6]
+  assert resumed["per_n"][:len(kept)] == kept                  # not recomputed
+  assert len(resumed["resumed"]) == 1 and "--resume" in resumed["resumed"][0]["command"]
+  for a, b in zip(resumed["per_n"], uninterrupted["per_n"]):
+    assert (a["classes"], a["lr"], a["test_runs"], a["train_runs"]) == (
+        b["classes"], b["lr"], b["test_runs"], b["train_runs"])
+  assert resumed["forgetting"] == uninterrupted["forgetting"]
