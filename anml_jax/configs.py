@@ -9,7 +9,7 @@ import math
 
 import ml_collections
 
-from anml_jax import meta, methods
+from anml_jax import heads, meta, methods
 
 NAMES = ("default", "smoke")
 EVAL_NAMES = ("default", "cpu", "smoke")
@@ -133,6 +133,13 @@ def get_eval_config(name: str = "default") -> ml_collections.ConfigDict:
   c.name = name
   c.finetune = ()              # parameter prefixes re-learnt; () = the method's
   c.oracle = False             # learn each stream i.i.d. (the upper bound)
+  # The learner: 'adam' (the paper's: Adam, one image per step, on the
+  # parameters ``finetune`` names, lr searched over ``lrs``) or a closed-form
+  # head of anml_jax/heads.py (on the fixed ``features``, its regulariser
+  # searched over ``regs``, () = the head's own grid).
+  c.learner = "adam"
+  c.features = "head_input"    # closed-form heads: 'head_input' or 'context'
+  c.regs = ()
   c.schedule = (10, 50, 75, 100, 200, 300, 400, 500, 600)
   c.runs = 10                  # ANML README: --runs 10
   c.search_runs = 10           # range(10) lr-search repetitions per N
@@ -180,6 +187,31 @@ def validate_eval(c: ml_collections.ConfigDict) -> None:
   need(1 <= c.train_per_class <= 19,
        f"train_per_class={c.train_per_class} must leave 1 to 19 of a class's 20 "
        "drawings for training")
+  need(c.learner == "adam" or c.learner in heads.HEADS,
+       f"learner={c.learner!r} must be 'adam' or a closed-form head: "
+       f"{', '.join(sorted(heads.HEADS))}")
+  if c.learner == "adam":
+    need(not c.regs, f"regs={c.regs}: the adam learner searches lrs, not regs; "
+         "drop --eval_config.regs or choose a closed-form learner")
+    need(c.features == "head_input", f"features={c.features!r}: the adam learner "
+         "re-learns the network's own parameters; features applies to closed-form "
+         "learners only")
+  else:
+    head = heads.get(c.learner)
+    need(c.features in ("head_input", "context"),
+         f"features={c.features!r} must be 'head_input' or 'context'")
+    need(not c.finetune, f"finetune={c.finetune}: a closed-form head learns only the "
+         "classifier, on fixed features; drop --eval_config.finetune, or use "
+         "learner='adam' to re-learn more")
+    need(not c.oracle, f"learner={c.learner!r} does not depend on the order of the "
+         "stream, so its oracle is itself; drop --eval_config.oracle")
+    need(head.regs is not None or not c.regs,
+         f"regs={c.regs}: the {c.learner} head has no regulariser; drop "
+         "--eval_config.regs")
+    need(all(r > 0 and math.isfinite(r) for r in c.regs),
+         f"regs={c.regs} must list positive numbers")
+    need(c.learner != "gaussian" or all(r <= 1 for r in c.regs),
+         f"regs={c.regs}: the gaussian head's shrinkage must lie in (0, 1]")
   need(max(c.schedule) <= min(c.class_pool, c.search_pool),
        f"schedule up to {max(c.schedule)} classes but only {c.class_pool} "
        f"evaluation / {c.search_pool} search classes are in the pools")

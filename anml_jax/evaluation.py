@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from anml_jax import configs, continual, methods, sharding
+from anml_jax import configs, continual, heads, methods, sharding
 from anml_jax.data import Omniglot
 from anml_jax.learner import context_is_static
 from anml_jax.models import Network, head_only, head_params
@@ -73,6 +73,56 @@ def stream_inputs(net: Network, params, finetune: Sequence[str], images: jax.Arr
   return net, params, images, None
 
 
+def _adam_streams(net: Network, params, finetune, bg, ev, ecfg, mesh) -> Callable:
+  """``streams(keys (R,), lrs (L,), classes (R, N), side) -> StreamResult``:
+  Adam re-learning ``finetune``, one image per step (:mod:`continual`), on
+  the background classes (side 'search') or the evaluation classes ('final')."""
+  if mesh is not None:
+    params, bg, ev = sharding.replicate((params, bg, ev), mesh)
+  _, _, bg, ctx_bg = stream_inputs(net, params, finetune, bg)
+  net, params, ev, ctx_ev = stream_inputs(net, params, finetune, ev)
+  inputs = {"search": (bg, ctx_bg), "final": (ev, ctx_ev)}
+  devices = 1 if mesh is None else mesh.size
+  evaluators = {}
+
+  def streams(keys, lrs, classes, side):
+    b = stream_eval_batch(ecfg.eval_images, keys.shape[0], lrs.shape[0], devices)
+    if b not in evaluators:
+      evaluators[b] = _sharded_runs(jax.jit(continual.make_stream_evaluator(
+          net, finetune_params=finetune, train_per_class=ecfg.train_per_class,
+          eval_batch=b, iid=bool(ecfg.oracle))), mesh)
+    return evaluators[b](params, keys, lrs, classes, *inputs[side])
+
+  return streams
+
+
+def closed_form_features(net: Network, params, images: jax.Array, which: str) -> jax.Array:
+  """(C, 20, 28, 28, 1) -> (C, 20, d): what a closed-form head learns from:
+  ``'head_input'`` (the input of ``net``'s output layer; ANML: the gated PLN
+  features) or ``'context'`` (ANML: the NM's output; OML: the RLN's)."""
+  if which == "context":
+    return continual.compute_context(net, params, images)
+  return continual.compute_features(net, params, images)
+
+
+def _head_streams(head: heads.Head, net: Network, params, bg, ev, ecfg) -> Callable:
+  """``streams`` as :func:`_adam_streams`'s with a closed-form head over
+  fixed features (the grid holds its regularisers; keys are unused: the
+  head has no random initialisation). The search scores only the held-out
+  drawings."""
+  feats = {"search": closed_form_features(net, params, bg, ecfg.features),
+           "final": closed_form_features(net, params, ev, ecfg.features)}
+  evaluators = {side: jax.jit(heads.make_head_evaluator(
+      head, train_per_class=ecfg.train_per_class, train_scores=side == "final"))
+      for side in feats}
+
+  def streams(keys, regs, classes, side):
+    del keys
+    return evaluators[side](regs, classes, feats[side])
+
+  return streams
+
+
 def meta_test(method: str, net: Network, params, omniglot: Omniglot, ecfg,
               log: Callable[[str], None] = print,
               on_update: Callable[[dict], None] | None = None,
@@ -109,28 +159,23 @@ def meta_test(method: str, net: Network, params, omniglot: Omniglot, ecfg,
     N (so an interrupted evaluation keeps what it finished).
   """
   configs.validate_eval(ecfg)
-  finetune = tuple(ecfg.finetune) or methods.get(method).finetune
   oracle = bool(ecfg.oracle)
   bg = jnp.asarray(omniglot.background[:ecfg.search_pool])
   ev = jnp.asarray(omniglot.evaluation[:ecfg.class_pool])
-  if mesh is not None:
-    params, bg, ev = sharding.replicate((params, bg, ev), mesh)
   t0 = time.perf_counter()   # the record's seconds include the features
-  _, _, bg, ctx_bg = stream_inputs(net, params, finetune, bg)
-  net, params, ev, ctx_ev = stream_inputs(net, params, finetune, ev)
-  devices = 1 if mesh is None else mesh.size
-  evaluators = {}
-
-  def evaluate(params, keys, lrs, classes, images, ctx):
-    b = stream_eval_batch(ecfg.eval_images, keys.shape[0], lrs.shape[0], devices)
-    if b not in evaluators:
-      evaluators[b] = _sharded_runs(jax.jit(continual.make_stream_evaluator(
-          net, finetune_params=finetune, train_per_class=ecfg.train_per_class,
-          eval_batch=b, iid=oracle)), mesh)
-    return evaluators[b](params, keys, lrs, classes, images, ctx)
+  if ecfg.learner == "adam":
+    finetune = tuple(ecfg.finetune) or methods.get(method).finetune
+    streams = _adam_streams(net, params, finetune, bg, ev, ecfg, mesh)
+    grid = tuple(ecfg.lrs)
+  else:
+    head = heads.get(ecfg.learner)
+    finetune = ("/".join(net.head_path),)
+    streams = _head_streams(head, net, params, bg, ev, ecfg)
+    grid = tuple(ecfg.regs) or head.regs or (0.0,)
+  devices = 1 if mesh is None or ecfg.learner != "adam" else mesh.size
 
   rng = np.random.default_rng(ecfg.seed)
-  lrs = jnp.asarray(ecfg.lrs, jnp.float32)
+  lrs = jnp.asarray(grid, jnp.float32)
   out = Results(method=method, finetune=list(finetune), oracle=oracle,
                 protocol=ecfg.to_dict(), per_n=[], forgetting=None,
                 backend=jax.default_backend(),
@@ -153,11 +198,10 @@ def meta_test(method: str, net: Network, params, omniglot: Omniglot, ecfg,
     if n in finished:
       log(f"N={n}: kept from the interrupted evaluation")
       continue
-    search = evaluate(params, keys[:ecfg.search_runs], lrs, jnp.asarray(cls_search),
-                      bg, ctx_bg)
-    lr, votes = continual.choose_lr(ecfg.lrs, np.asarray(search.test))
-    res = evaluate(params, keys[ecfg.search_runs:], jnp.asarray([lr], jnp.float32),
-                   jnp.asarray(cls), ev, ctx_ev)
+    search = streams(keys[:ecfg.search_runs], lrs, jnp.asarray(cls_search), "search")
+    lr, votes = continual.choose_lr(grid, np.asarray(search.test))
+    res = streams(keys[ecfg.search_runs:], jnp.asarray([lr], jnp.float32),
+                  jnp.asarray(cls), "final")
     row = ResultsRow(classes=n, lr=lr, lr_votes=votes, **_summary(res),
                      search_test_mean_per_lr=np.asarray(search.test).mean(0).tolist(),
                      seconds=time.perf_counter() - tn)

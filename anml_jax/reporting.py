@@ -10,8 +10,10 @@ class ResultsRow(TypedDict):
   """One number of classes N of a meta-test (accuracies as fractions).
 
   train_runs / test_runs: accuracy of each final run; *_mean, *_std over
-  them. lr: the searched learning rate, lr_votes: search runs that voted for
-  each lr, search_test_mean_per_lr: the search's mean test accuracy per lr.
+  them. lr: the searched learning rate (the protocol's learner 'adam') or
+  regulariser (a closed-form head; 0 for a head without one), lr_votes:
+  search runs that voted for each value, search_test_mean_per_lr: the
+  search's mean test accuracy per value.
   """
   classes: int
   lr: float
@@ -204,6 +206,10 @@ def label(results: dict) -> str:
   order = " first order" if (results.get("model_config") or {}).get("first_order") else ""
   name = f"{results['method']}{oracle}{order}{steps} [{'+'.join(results['finetune'])}]"
   protocol = results.get("protocol", {})
+  if protocol.get("learner", "adam") != "adam":
+    name += f" {protocol['learner']} head"
+    if protocol.get("features") == "context":
+      name += " on the context"
   search, runs = protocol.get("search_runs"), protocol.get("runs")
   if search is not None and runs is not None and search < runs:
     name += f" (lr searched on {search} run{'s' if search > 1 else ''})"

@@ -1,0 +1,150 @@
+"""Closed-form streaming heads: each equals its batch form, ignores the order
+of the stream, handles a class seen once, and plugs into the meta-test."""
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import evaluate
+from anml_jax import configs, heads
+from tests.conftest import CONFIGS
+
+REG = {"prototype": None, "prototype_cosine": None, "ridge": 0.05, "gaussian": 0.3}
+
+
+def _stream(n=5, per=4, d=9, seed=0, offset=3.0):
+  """Features with a common offset (as non-negative network features have)
+  and class-dependent means; labels in learning order, ``per`` per class."""
+  rng = np.random.default_rng(seed)
+  means = rng.normal(size=(n, d)) * 2
+  x = offset + means.repeat(per, 0) + rng.normal(size=(n * per, d))
+  return x, np.repeat(np.arange(n), per)
+
+
+def _batch(name, x, y, n, reg):
+  """The batch (textbook) form of each head, in float64 numpy."""
+  if name == "prototype_cosine":
+    x = x / np.linalg.norm(x, axis=1, keepdims=True)
+  mu = np.stack([x[y == c].mean(0) for c in range(n)])
+  if name == "prototype":
+    return 2 * mu.T, -np.sum(mu ** 2, 1)
+  if name == "prototype_cosine":
+    return (mu / np.linalg.norm(mu, axis=1, keepdims=True)).T, np.zeros(n)
+  d = x.shape[1]
+  if name == "ridge":
+    xa = np.concatenate([x, np.ones((len(x), 1))], 1)
+    lam = reg * np.sum(x ** 2) / d
+    penalty = np.diag([lam] * d + [0.0])
+    w = np.linalg.solve(xa.T @ xa + penalty, xa.T @ np.eye(n)[y])
+    return w[:d], w[d]
+  centred = x - mu[y]
+  cov = centred.T @ centred / (len(x) - n)
+  cov = (1 - reg) * cov + reg * np.trace(cov) / d * np.eye(d)
+  z = np.linalg.solve(cov, mu.T)
+  return z, -0.5 * np.sum(mu.T * z, 0)
+
+
+@pytest.mark.parametrize("name", sorted(heads.HEADS))
+def test_one_pass_equals_the_batch_form_in_float64(name, x64):
+  x, y = _stream()
+  w, b = heads.fit(heads.get(name), jnp.asarray(x), jnp.asarray(y), 5, REG[name])
+  w_ref, b_ref = _batch(name, x, y, 5, REG[name])
+  np.testing.assert_allclose(w, w_ref, rtol=1e-9, atol=1e-9)
+  np.testing.assert_allclose(b, b_ref, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("name", sorted(heads.HEADS))
+def test_order_and_block_size_do_not_change_the_head(name):
+  """float32: a shuffled stream and blocks of 7 (with padding) give the
+  logits of the one-image-at-a-time pass, up to rounding."""
+  x, y = _stream(n=6, per=5, d=12, seed=1)
+  head = heads.get(name)
+  xq = jnp.asarray(_stream(n=6, per=2, d=12, seed=2)[0], jnp.float32)
+
+  def logits(x, y, block):
+    w, b = heads.fit(head, jnp.asarray(x, jnp.float32), jnp.asarray(y), 6,
+                     REG[name], block)
+    return heads.prepare(head, xq) @ w + b
+
+  ref = logits(x, y, 1)
+  # float32 rounding of sums over the stream, relative to the logits' scale
+  # (the gaussian head subtracts the class means' part from a raw second
+  # moment, which loses a few bits to the features' common offset)
+  tol = 3e-5 * float(jnp.max(jnp.abs(ref)))
+  perm = np.random.default_rng(3).permutation(len(y))
+  np.testing.assert_allclose(logits(x[perm], y[perm], 1), ref, rtol=0, atol=tol)
+  np.testing.assert_allclose(logits(x, y, 7), ref, rtol=0, atol=tol)
+
+
+@pytest.mark.parametrize("name", sorted(heads.HEADS))
+def test_a_class_seen_once_is_learnt_and_an_unseen_class_never_predicted(name):
+  # classes 0-2 seen once each, class 3 never: one image per class leaves the
+  # gaussian head no within-class spread, so it falls back to isotropic
+  x = np.eye(4, 8, dtype=np.float32)[:3] * 5 + 1
+  w, b = heads.fit(heads.get(name), jnp.asarray(x), jnp.arange(3), 4, REG[name])
+  assert np.all(np.isfinite(np.asarray(w)))
+  assert np.isneginf(float(b[3])) and np.all(np.isfinite(np.asarray(b[:3])))
+  logits = heads.prepare(heads.get(name), jnp.asarray(x)) @ w + b
+  # the margin of the right class over the next one is far above rounding
+  top2 = np.sort(np.asarray(logits), 1)[:, -2:]
+  assert np.all(top2[:, 1] - top2[:, 0] > 1e-2)
+  np.testing.assert_array_equal(np.argmax(np.asarray(logits), 1), [0, 1, 2])
+
+
+def test_the_head_evaluator_scores_a_separable_stream_perfectly_and_searches_regs():
+  """Classes whose features are far apart (no ties): every head learns every
+  class; the evaluator reads one set of statistics out per regulariser."""
+  rng = np.random.default_rng(0)
+  c, d = 8, 16
+  feats = (np.eye(c, d)[:, None] * 10 + 0.1 * rng.normal(size=(c, 20, d))).astype(np.float32)
+  classes = jnp.asarray([[1, 4, 6], [0, 2, 7]])
+  for name, head in heads.HEADS.items():
+    regs = jnp.asarray(head.regs or (0.0,), jnp.float32)
+    res = jax.jit(heads.make_head_evaluator(head, block=4))(regs, classes, jnp.asarray(feats))
+    assert res.test.shape == res.train.shape == (2, len(regs))
+    assert res.test_per_class.shape == (2, len(regs), 3)
+    np.testing.assert_array_equal(res.test, 1.0)
+    np.testing.assert_array_equal(res.train, 1.0)
+  res = jax.jit(heads.make_head_evaluator(heads.get("ridge"), train_scores=False))(
+      jnp.asarray([0.1]), classes, jnp.asarray(feats))
+  assert np.all(np.isnan(res.train)) and np.all(res.test == 1.0)
+
+
+@pytest.mark.parametrize("flag, message", [
+    ("--eval_config.learner=lstsq", "learner='lstsq' must be 'adam' or a closed-form"),
+    ("--eval_config.regs=(0.0,)", "regs=(0.0,) must list positive"),
+    ("--eval_config.regs=(-1.0,)", "regs=(-1.0,) must list positive"),
+    ("--eval_config.oracle", "its oracle is itself"),
+    ("--eval_config.finetune=('nm','pln')", "learns only the classifier"),
+])
+def test_bad_closed_form_protocols_fail_before_any_data_loads(flag, message, tmp_path, capsys):
+  learner = [] if "learner=" in flag else ["--eval_config.learner=ridge"]
+  out = str(tmp_path / "ev")
+  rc = evaluate.main([f"--config={CONFIGS}/scratch.py:smoke", "--out", out,
+                      f"--omniglot_dir={tmp_path / 'no_data'}", *learner, flag])
+  err = capsys.readouterr().err
+  assert rc == 1 and message in err and "Omniglot not found" not in err
+  assert not os.path.exists(out)
+
+
+def test_a_head_without_a_regulariser_refuses_one():
+  c = configs.get_eval_config("smoke")
+  c.learner, c.regs = "prototype", (0.1,)
+  with pytest.raises(ValueError, match="has no regulariser"):
+    configs.validate_eval(c)
+
+
+def test_evaluate_py_with_a_closed_form_head(tmp_path):
+  out = str(tmp_path / "ridge")
+  assert evaluate.main([f"--config={CONFIGS}/scratch.py:smoke", "--out", out,
+                        f"--eval_config={CONFIGS}/eval.py:smoke", "--data_source=synthetic",
+                        "--eval_config.learner=gaussian", "--eval_config.features=context",
+                        "--eval_config.regs=(0.1,0.5)"]) == 0
+  r = json.load(open(os.path.join(out, "results.json")))
+  assert r["finetune"] == ["pln/head"] and r["protocol"]["learner"] == "gaussian"
+  assert [row["classes"] for row in r["per_n"]] == [3, 5]
+  assert all(row["lr"] in (0.1, 0.5) and sum(row["lr_votes"]) == 2 for row in r["per_n"])
+  assert "gaussian head on the context" in open(os.path.join(out, "table.md")).read()
