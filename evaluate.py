@@ -73,7 +73,9 @@ def combine(fv) -> int:
   if fv.resume:
     raise cli.UsageError("--resume continues an evaluation; --compare and --merge "
                          "only combine finished ones (drop it)")
-  if reporting.read_results(fv.out) is not None:
+  redraw = bool(fv.compare) and [os.path.realpath(d) for d in folders] == [
+      os.path.realpath(fv.out)]          # a record's own table and plots, redrawn
+  if reporting.read_results(fv.out) is not None and not redraw:
     raise cli.UsageError(f"{fv.out} holds an evaluation (results.json), which "
                          f"--{'merge' if fv.merge else 'compare'} would overwrite "
                          "or mix with; give another --out. Nothing was changed.")

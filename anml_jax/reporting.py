@@ -199,7 +199,10 @@ def label(results: dict) -> str:
   for i.i.d. learning, 'first order' for a meta-gradient without second-order
   terms, its training steps (none for scratch, step 0), the groups
   fine-tuned, and the lr search when it used fewer runs than the final
-  evaluation (a reduced protocol)."""
+  evaluation (a reduced protocol). A record that carries its own ``label``
+  (a row of the results store, :func:`store.view`) is named by it."""
+  if "label" in results:
+    return results["label"]
   step = results.get("checkpoint_step")
   steps = f" {step} steps" if step else ""
   oracle = " oracle" if results.get("oracle") else ""
@@ -312,6 +315,8 @@ def forgetting_table(results_list: Sequence[dict], parts: int = 10) -> str:
            "|---|---|---|---|"]
   for r in results_list:
     f = r["forgetting"]
+    if not f:
+      continue
     for split in ("test", "train"):
       curve = f[f"{split}_per_class_mean"]
       _, means = binned_mean(curve, -(-len(curve) // parts))
@@ -327,7 +332,7 @@ def plot_forgetting(results_list: Sequence[dict], path: str) -> None:
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
   fig, ax = plt.subplots(figsize=(7, 4))
-  for r in results_list:
+  for r in (r for r in results_list if r["forgetting"]):
     curve = r["forgetting"]["test_per_class_mean"]
     width = max(1, len(curve) // 20)
     raw, = ax.plot(range(1, len(curve) + 1), curve, lw=0.6, alpha=0.3)

@@ -46,9 +46,14 @@ def test_an_evaluation_record_is_never_replaced(tmp_path, capsys):
   _one_line_error(capsys, "already holds an evaluation", "--resume")
   assert evaluate.main([f"--merge={out},{out}", "--out", out]) == 1
   _one_line_error(capsys, "holds an evaluation")
-  assert evaluate.main([f"--compare={out}", "--out", out]) == 1
+  other = str(tmp_path / "other")
+  assert evaluate.main([*SCRATCH, "--eval_config.schedule=(4,)", "--out", other]) == 0
+  assert evaluate.main([f"--compare={other}", "--out", out]) == 1
   _one_line_error(capsys, "holds an evaluation")
   assert _files(out) == before
+  # a record's own table and plots may be redrawn; the record stays as it is
+  assert evaluate.main([f"--compare={out}", "--out", out]) == 0
+  assert _files(out)["results.json"] == before["results.json"]
   # --resume of a finished record computes nothing and changes no number
   assert evaluate.main([*args, "--resume"]) == 0
   assert json.load(open(os.path.join(out, "results.json"))) == json.loads(before["results.json"])

@@ -1,0 +1,150 @@
+"""Every results table and figure, generated from the results store.
+
+  python report.py            # rewrite the generated tables in README.md and
+                              # results/README.md, and results/compare/
+  python report.py --check    # exit 1 if a committed table differs from the records
+
+The rows are the specs below: each names the fields a record must have
+(anml_jax/store.py: ``describe``); the store picks, per N and seed, the record
+with the fullest protocol. The tables stand between ``<!-- NAME:start -->``
+and ``<!-- NAME:end -->`` markers; the text around them is written by hand.
+"""
+import os
+import sys
+
+from absl import flags
+
+from anml_jax import cli, reporting, store
+from anml_jax.store import Spec
+
+REPO = os.path.dirname(os.path.abspath(__file__))
+ALL_N = (10, 50, 75, 100, 200, 300, 400, 500, 600)
+README_N = (10, 50, 100, 200, 400, 600)
+
+_ANML = (("method", "anml"), ("steps", 20000), ("first_order", False),
+         ("finetune", "pln/head"), ("learner", "adam"))
+_OML = (("method", "oml"), ("steps", 20000), ("learner", "adam"))
+_PRETRAIN = (("method", "pretrain"), ("steps", 2000), ("finetune", "pln/head"),
+             ("learner", "adam"))
+
+# The rows of the main table: (name in README.md, name in results/README.md, spec).
+MAIN = (
+    ("**ours: ANML** (classifier re-learnt)", "**ANML** (classifier re-learnt)",
+     _ANML + (("oracle", False),)),
+    ("ours: ANML meta-trained first order (the released code's meta-gradient)",
+     "ANML meta-trained first order (released code's meta-gradient)",
+     (("method", "anml"), ("steps", 20000), ("first_order", True), ("oracle", False),
+      ("finetune", "pln/head"), ("learner", "adam"))),
+    ("ours: ANML i.i.d. oracle (upper bound)", "ANML oracle (i.i.d.)",
+     _ANML + (("oracle", True),)),
+    ("ours: OML (its PLN re-learnt)", "OML (PLN re-learnt)",
+     _OML + (("finetune", "pln"), ("oracle", False))),
+    ("ours: OML, only its last layer re-learnt", "OML, last layer re-learnt",
+     _OML + (("finetune", "pln/head"), ("oracle", False))),
+    (None, "OML oracle (i.i.d., PLN re-learnt)", _OML + (("finetune", "pln"), ("oracle", True))),
+    ("ours: pretrain-and-transfer (classifier re-learnt)", "pretrain (classifier re-learnt)",
+     _PRETRAIN + (("oracle", False),)),
+    (None, "pretrain oracle (i.i.d.)", _PRETRAIN + (("oracle", True),)),
+    ("ours: scratch (everything re-learnt)", "scratch (everything re-learnt)",
+     (("method", "scratch"), ("oracle", False), ("learner", "adam"))),
+)
+
+HEAD_NAMES = {"prototype": "nearest class mean", "prototype_cosine": "cosine class mean",
+              "ridge": "ridge regression", "gaussian": "shared-covariance Gaussian"}
+
+
+def _heads_specs() -> list[Spec]:
+  """ANML's gated features, ANML's NM output and pretrain's features, each
+  with Adam one image per step (the paper's learner), its oracle, and every
+  closed-form head."""
+  out = []
+  for name, base, features in (
+      ("ANML gated features", _ANML[:-1], "head_input"),
+      ("ANML NM output", _ANML[:-1], "context"),
+      ("pretrain features", _PRETRAIN[:-1], "head_input")):
+    if features == "head_input":
+      out.append(Spec(f"{name}: Adam, one image per step",
+                      base + (("learner", "adam"), ("oracle", False))))
+      out.append(Spec(f"{name}: Adam, i.i.d. oracle",
+                      base + (("learner", "adam"), ("oracle", True))))
+    for head, title in HEAD_NAMES.items():
+      out.append(Spec(f"{name}: {title}",
+                      base + (("learner", head), ("features", features))))
+  return out
+
+
+def _published_rows() -> list[tuple]:
+  p = reporting.PUBLISHED
+  pct = lambda v: f"{100 * v:.1f}"
+  return [
+      ("paper: ANML / its oracle",
+       {600: f"{pct(p['ANML (paper)'][600])} / {pct(p['ANML oracle (paper)'][600])}"}),
+      ("paper: OML / OML with its last layer re-learnt",
+       {600: f"{pct(p['OML (paper)'][600])} / "
+             f"{pct(p['OML, last layer re-learnt (paper)'][600])}"}),
+      ("higherANML (authors' re-implementation, 30,000 steps)",
+       {n: f"{100 * v:.0f}" for n, v in p["higherANML (reported)"].items()}),
+  ]
+
+
+def blocks(entries) -> dict:
+  """{(file, block name): generated markdown}."""
+  readme = [Spec(r, m) for r, _, m in MAIN if r is not None]
+  full = [Spec(f, m) for _, f, m in MAIN]
+  present = [s for s in _heads_specs() if any(store.cell(entries, s, n) for n in ALL_N)]
+  return {
+      ("README.md", "results-table"): store.table(
+          entries, readme, README_N, std=False, published=_published_rows()),
+      ("results/README.md", "results-table"): store.table(
+          entries, full, ALL_N, published=_published_rows()),
+      ("results/README.md", "heads-table"): store.table(entries, present, ALL_N),
+  }
+
+
+def figures(entries, out_dir: str) -> None:
+  """results/compare: every main row's accuracy against N (with the
+  published figures), its forgetting, and their table.md."""
+  views = [v for v in (store.view(entries, Spec(f, m), ALL_N) for _, f, m in MAIN) if v]
+  reporting.write_report(out_dir, views)
+
+
+def define(fv, argv):
+  del argv
+  flags.DEFINE_string("results", os.path.join(REPO, "results"), "the results store",
+                      flag_values=fv)
+  flags.DEFINE_bool("check", False, "write nothing; exit 1 if a generated table "
+                    "differs from the committed one", flag_values=fv)
+  flags.DEFINE_bool("figures", True, "also redraw results/compare/", flag_values=fv)
+
+
+def main(argv=None):
+  argv = sys.argv[1:] if argv is None else list(argv)
+  try:
+    fv = cli.parse("report.py", argv, __doc__, define)
+    if fv is None:
+      return 0
+    entries = store.load(fv.results)
+    stale = []
+    for (name, key), body in blocks(entries).items():
+      path = os.path.join(REPO, name)
+      text = open(path).read()
+      if store.block(text, key) != body.strip("\n"):
+        stale.append(f"{name} ({key})")
+        if not fv.check:
+          reporting.atomic_write(path, store.replace_block(text, key, body))
+    if fv.check:
+      if stale:
+        return cli.fail(f"generated tables differ from the records: {', '.join(stale)}; "
+                        "run python report.py")
+      print(f"{len(entries)} records; every generated table is current")
+      return 0
+    if fv.figures:
+      figures(entries, os.path.join(fv.results, "compare"))
+    print(f"{len(entries)} records; rewrote: {', '.join(stale) or 'nothing'}")
+  except ValueError as e:
+    return cli.fail(e)
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

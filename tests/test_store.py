@@ -1,0 +1,73 @@
+"""The results store: every record indexed, cells chosen by the stated
+rules, and the committed tables equal to what the records generate."""
+import glob
+import json
+import os
+
+import numpy as np
+import pytest
+
+import report
+from anml_jax import store
+from anml_jax.store import Entry, Spec
+
+RESULTS = os.path.join(report.REPO, "results")
+
+
+def _record(method="anml", seed=9, n_rows=((10, 0.8),), search_runs=10, runs=10,
+            lrs=(1e-3,) * 14, oracle=False, **protocol):
+  return {"method": method, "finetune": ["pln/head"], "oracle": oracle,
+          "checkpoint_step": 100, "model_config": {"seed": seed, "first_order": False},
+          "protocol": {"search_runs": search_runs, "runs": runs, "lrs": list(lrs), **protocol},
+          "per_n": [{"classes": n, "test_mean": m, "test_std": 0.01} for n, m in n_rows]}
+
+
+SPEC = Spec("anml", (("method", "anml"), ("oracle", False)))
+
+
+def test_every_committed_record_is_indexed_with_its_numbers():
+  files = glob.glob(os.path.join(RESULTS, "**", "results.json"), recursive=True)
+  entries = store.load(RESULTS)
+  assert len(entries) == len(files) >= 38
+  for e in entries:
+    raw = json.load(open(os.path.join(RESULTS, e.path, "results.json")))
+    assert e.record == raw
+    assert all(np.isfinite(r["test_mean"]) for r in e.record["per_n"])
+
+
+def test_the_committed_tables_are_the_generated_ones(capsys):
+  assert report.main(["--check"]) == 0, capsys.readouterr().err
+
+
+def test_the_fullest_protocol_fills_a_cell_and_seeds_are_averaged():
+  quick = Entry("a", _record(n_rows=((10, 0.5), (50, 0.4)), search_runs=1))
+  full = Entry("b", _record(n_rows=((10, 0.7),), search_runs=10))
+  other_seed = Entry("c", _record(seed=10, n_rows=((10, 0.8),)))
+  oracle = Entry("d", _record(n_rows=((10, 0.99),), oracle=True))
+  entries = [quick, full, other_seed, oracle]
+  c = store.cell(entries, SPEC, 10)
+  assert c.seeds == 2 and [e.path for e in c.entries] == ["b", "c"]
+  assert c.mean == pytest.approx(75.0) and c.std == pytest.approx(np.std([70, 80], ddof=1))
+  assert store.seed_means(entries, SPEC, 10) == pytest.approx([70.0, 80.0])
+  one = store.cell(entries, SPEC, 50)                 # only the quick record has N = 50
+  assert one.seeds == 1 and one.mean == pytest.approx(40.0) and one.std == pytest.approx(1.0)
+  assert store.cell(entries, SPEC, 600) is None
+  text = store.table(entries, [SPEC], (10, 50, 600))
+  assert "| anml | 75.0 ± 7.1 (2 seeds) | 40.0 ± 1.0 * |  |" in text
+  assert "\\* lr searched on 1 run instead of 10" in text
+
+
+def test_welch_tests_only_several_seeds():
+  assert store.welch([70.0], [60.0]) == {"diff": 10.0, "p": None, "seeds": (1, 1)}
+  far = store.welch([70.0, 70.5, 69.5], [60.0, 60.4, 59.6])
+  near = store.welch([70.0, 72.0, 68.0], [70.5, 68.5, 71.0])
+  assert far["p"] < 1e-3 < 0.5 < near["p"]
+
+
+def test_blocks_are_replaced_between_their_markers_only():
+  text = "a\n<!-- t:start -->\nold\n<!-- t:end -->\nb"
+  new = store.replace_block(text, "t", "new table")
+  assert new == "a\n<!-- t:start -->\nnew table\n<!-- t:end -->\nb"
+  assert store.block(new, "t") == "new table"
+  with pytest.raises(ValueError, match="no <!-- u:start -->"):
+    store.replace_block(text, "u", "x")
