@@ -13,7 +13,8 @@ folder gets results.json (with a provenance record), results.csv, table.md
 and plots. A results.json is never replaced: an --out that holds one is
 refused, or, with --resume, the evaluation in it continues at its first
 unfinished N (same checkpoint and protocol; the finished N are kept as they
-are).
+are). A run of several seeds (train.py --config.seeds=K) is evaluated seed by
+seed, each its own record in OUT/seed_S/.
 """
 import json
 import os
@@ -28,6 +29,7 @@ from anml_jax import (
   configs,
   data,
   evaluation,
+  meta,
   methods,
   provenance,
   reporting,
@@ -91,20 +93,20 @@ def combine(fv) -> int:
   return 0
 
 
-def existing_record(fv):
-  """The record in --out that --resume continues (None for a new one).
+def existing_record(fv, out: str):
+  """The record in ``out`` that --resume continues (None for a new one).
 
   Raises UsageError for an --out holding a record without --resume, and for
   --resume without a record: nothing is replaced, nothing silently restarts."""
-  done = reporting.read_results(fv.out)
+  done = reporting.read_results(out)
   if done is not None and not fv.resume:
     ns = ", ".join(str(r["classes"]) for r in done["per_n"])
     raise cli.UsageError(
-        f"{fv.out} already holds an evaluation ({done['method']}, N = {ns}); "
+        f"{out} already holds an evaluation ({done['method']}, N = {ns}); "
         "pass --resume to continue it at its first unfinished N, or give another "
         "--out. Nothing was changed.")
   if done is None and fv.resume:
-    raise cli.UsageError(f"--resume: {fv.out} holds no results.json to continue; "
+    raise cli.UsageError(f"--resume: {out} holds no results.json to continue; "
                          "check the folder's name, or drop --resume to start a new "
                          "evaluation there")
   return done
@@ -149,16 +151,6 @@ def main(argv=None):
     if fv.compare or fv.merge:
       return combine(fv)
     configs.validate_eval(fv.eval_config)
-    done = existing_record(fv)
-    ecfg = fv.eval_config
-    if done is not None and not (fv["eval_config"].present
-                                 or cli.overrides(fv, "eval_config")):
-      ecfg = configs.eval_from_dict(done["protocol"])
-    configs.validate_eval(ecfg)
-    omni = cli.load_omniglot(fv)
-    ecfg.class_pool = min(ecfg.class_pool, omni.evaluation.shape[0])
-    ecfg.search_pool = min(ecfg.search_pool, omni.background.shape[0])
-    configs.validate_eval(ecfg)
     if fv.config is not None:
       cfg = fv.config
       if methods.get(cfg.method).make_step is not None:
@@ -168,25 +160,38 @@ def main(argv=None):
       params, step = net.init(jax.random.key(cfg.seed)), 0
     else:
       cfg, net, params, step = checkpointing.load_run(fv.checkpoint, fv.method)
-    source = {"checkpoint": fv.checkpoint,
-              "checkpoint_sha256": (None if fv.checkpoint is None
-                                    else checkpointing.fingerprint(fv.checkpoint)),
-              "checkpoint_step": step, "model_config": cfg.to_dict(),
-              "provenance": provenance.record(["evaluate.py", *argv])}
-    if done is not None:
-      check_resumable(done, fv.out, {
-          **source, "method": cfg.method, "oracle": bool(ecfg.oracle),
-          "finetune": list(ecfg.finetune) or list(methods.get(cfg.method).finetune),
-          "protocol": ecfg.to_dict()})
+    # A run of several seeds: each seed is its own record, in OUT/seed_S.
+    seeds = meta.split_seeds(cfg, params)
+    jobs = [(c, p, fv.out if len(seeds) == 1 else os.path.join(fv.out, f"seed_{c.seed}"))
+            for c, p in seeds]
+    jobs = [(c, p, out, existing_record(fv, out)) for c, p, out in jobs]
+    sha = None if fv.checkpoint is None else checkpointing.fingerprint(fv.checkpoint)
+    omni = cli.load_omniglot(fv)
     mesh = (sharding.make_mesh() if fv.shard == "auto" and jax.device_count() > 1
             else None)
-    results = evaluation.meta_test(
-        cfg.method, net, params, omni, ecfg, mesh=mesh, source=source, done=done,
-        on_update=lambda r: reporting.write_results(fv.out, r))
+    for cfg, params, out, done in jobs:
+      ecfg = fv.eval_config
+      if done is not None and not (fv["eval_config"].present
+                                   or cli.overrides(fv, "eval_config")):
+        ecfg = configs.eval_from_dict(done["protocol"])
+      ecfg.class_pool = min(ecfg.class_pool, omni.evaluation.shape[0])
+      ecfg.search_pool = min(ecfg.search_pool, omni.background.shape[0])
+      configs.validate_eval(ecfg)
+      source = {"checkpoint": fv.checkpoint, "checkpoint_sha256": sha,
+                "checkpoint_step": step, "model_config": cfg.to_dict(),
+                "provenance": provenance.record(["evaluate.py", *argv])}
+      if done is not None:
+        check_resumable(done, out, {
+            **source, "method": cfg.method, "oracle": bool(ecfg.oracle),
+            "finetune": list(evaluation.relearnt(cfg.method, net, ecfg)),
+            "protocol": ecfg.to_dict()})
+      results = evaluation.meta_test(
+          cfg.method, net, params, omni, ecfg, mesh=mesh, source=source, done=done,
+          on_update=lambda r, out=out: reporting.write_results(out, r))
+      print(reporting.write_report(out, [results]))
+      print(f"wrote {out}")
   except (ValueError, data.DataError, checkpointing.CheckpointError) as e:
     return cli.fail(e)
-  print(reporting.write_report(fv.out, [results]))
-  print(f"wrote {fv.out}")
   return 0
 
 

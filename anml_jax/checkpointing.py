@@ -15,8 +15,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 from flax import traverse_util
 
-from anml_jax import configs, methods, sharding
-from anml_jax.meta import MetaState, init_state
+from anml_jax import configs, methods
+from anml_jax.meta import MetaState, init_state, split_seeds, steps_taken
 
 
 class CheckpointError(RuntimeError):
@@ -43,7 +43,7 @@ class Checkpointer:
     return self._mngr.latest_step()
 
   def save(self, state: MetaState, config: dict) -> None:
-    step = int(sharding.to_host(state.step))
+    step = steps_taken(state)
     meta = {"config": config, "param_shapes": param_shapes(state.params),
             "step": step}
     self._mngr.save(step, args=ocp.args.Composite(
@@ -121,15 +121,24 @@ def check_shapes(saved: dict, expected: dict, where: str) -> None:
   raise CheckpointError("\n".join(lines))
 
 
-def export_params(run: str, path: str) -> dict:
+def export_params(run: str, path: str, seed: int | None = None) -> dict:
   """Writes the meta-parameters of a run (latest checkpoint) to one
   compressed ``.npz`` for sharing: parameters only (no optimiser state), the
   output layer left out (the meta-test re-draws it before learning), plus
   the run's config and step. :func:`load_run` reads it back.
 
+  ``seed``: which seed of a run of several (``cfg.seeds`` > 1) to write, as
+  a one-seed run of it; None for a one-seed run.
+
   Returns {'path', 'bytes', 'step'}.
   """
   cfg, net, params, step = load_run(run)
+  by_seed = {c.seed: (c, p) for c, p in split_seeds(cfg, params)}
+  if cfg.seeds > 1 or seed is not None:
+    if seed not in by_seed:
+      raise CheckpointError(f"{run} trained seeds {sorted(by_seed)}: pass seed= one "
+                            f"of them (got {seed})")
+    cfg, params = by_seed[seed]
   head = "/".join(net.head_path)
   flat = {k: np.asarray(v) for k, v in traverse_util.flatten_dict(
       jax.device_get(params), sep="/").items() if not k.startswith(head + "/")}
@@ -188,9 +197,11 @@ def load_run(path: str, method: str | None = None):
   ``checkpoints/``) at its latest checkpoint, or of a ``.npz`` written by
   :func:`export_params` (whose left-out output layer is freshly drawn).
 
-  Returns ``(config, network, params, step)``. Raises CheckpointError if
-  ``method`` is given and the run is of another method, or if the
-  parameters do not fit the architecture their config describes.
+  Returns ``(config, network, params, step)``; the params of a run of
+  several seeds are stacked (:func:`meta.split_seeds` splits them). Raises
+  CheckpointError if ``method`` is given and the run is of another method,
+  if the parameters do not fit the architecture their config describes, or
+  if the file cannot be read.
   """
   if path.endswith(".npz"):
     if not os.path.isfile(path):

@@ -28,6 +28,7 @@ def get_config(name: str = "default", method: str = "anml") -> ml_collections.Co
   c.name = name
   c.method = method
   c.seed = 9                      # ANML README command: --seed 9
+  c.seeds = 1                     # seeds trained in one program: seed, seed + 1, ...
   c.steps = 20000                 # --steps 20000
   c.meta_lr = 1e-3                # --meta_lr 0.001 (Adam)
   c.inner_lr = 0.1                # --update_lr 0.1 (plain SGD)
@@ -70,7 +71,7 @@ def validate(c: ml_collections.ConfigDict) -> None:
       raise ValueError(f"bad config: {msg}")
   need(c.method in methods.REGISTRY,
        f"method={c.method!r} must be one of {sorted(methods.REGISTRY)}")
-  for k in ("steps", "traj_len", "meta_batch", "log_every", "ckpt_every",
+  for k in ("steps", "seeds", "traj_len", "meta_batch", "log_every", "ckpt_every",
             "keep_checkpoints", "num_train_classes", "pretrain_batch", "unroll"):
     need(int(c[k]) >= 1, f"{k}={c[k]} must be a positive integer")
   need(c.remember_size >= 0, f"remember_size={c.remember_size} must be >= 0")

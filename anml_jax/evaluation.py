@@ -73,6 +73,14 @@ def stream_inputs(net: Network, params, finetune: Sequence[str], images: jax.Arr
   return net, params, images, None
 
 
+def relearnt(method: str, net: Network, ecfg) -> tuple:
+  """The parameter prefixes the meta-test re-learns: ``ecfg.finetune``, else
+  the method's (registry); a closed-form head replaces the output layer."""
+  if ecfg.learner != "adam":
+    return ("/".join(net.head_path),)
+  return tuple(ecfg.finetune) or methods.get(method).finetune
+
+
 def _adam_streams(net: Network, params, finetune, bg, ev, ecfg, mesh) -> Callable:
   """``streams(keys (R,), lrs (L,), classes (R, N), side) -> StreamResult``:
   Adam re-learning ``finetune``, one image per step (:mod:`continual`), on
@@ -163,13 +171,12 @@ def meta_test(method: str, net: Network, params, omniglot: Omniglot, ecfg,
   bg = jnp.asarray(omniglot.background[:ecfg.search_pool])
   ev = jnp.asarray(omniglot.evaluation[:ecfg.class_pool])
   t0 = time.perf_counter()   # the record's seconds include the features
+  finetune = relearnt(method, net, ecfg)
   if ecfg.learner == "adam":
-    finetune = tuple(ecfg.finetune) or methods.get(method).finetune
     streams = _adam_streams(net, params, finetune, bg, ev, ecfg, mesh)
     grid = tuple(ecfg.lrs)
   else:
     head = heads.get(ecfg.learner)
-    finetune = ("/".join(net.head_path),)
     streams = _head_streams(head, net, params, bg, ev, ecfg)
     grid = tuple(ecfg.regs) or head.regs or (0.0,)
   devices = 1 if mesh is None or ecfg.learner != "adam" else mesh.size

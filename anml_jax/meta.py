@@ -5,10 +5,12 @@ set (random images of all meta-train classes plus the trajectory class),
 differentiated through the whole inner trajectory with respect to the initial
 parameters of every network (second order unless ``first_order``).
 """
+import copy
 from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from anml_jax import data as data_lib
@@ -49,14 +51,54 @@ def make_inner_optimizer(cfg) -> optax.GradientTransformation:
   return INNER_OPTIMIZERS[cfg.inner_optimizer](cfg.inner_lr)
 
 
+def seed_list(cfg) -> list[int]:
+  """The meta-training seeds of a run: ``cfg.seed``, ``cfg.seed + 1``, ...,
+  ``cfg.seeds`` of them."""
+  return [int(cfg.seed) + i for i in range(int(cfg.seeds))]
+
+
 def init_state(cfg, net: Network) -> MetaState:
-  """Fresh meta-state from ``cfg.seed``."""
-  key = jax.random.key(cfg.seed)
-  k_init, k_run = jax.random.split(key)
+  """Fresh meta-state from ``cfg.seed``; with ``cfg.seeds`` = K > 1, the K
+  states of :func:`seed_list` stacked on a leading (K,) axis of every leaf,
+  each the state a one-seed run of that seed starts from."""
+  if cfg.seeds > 1:
+    states = [_init_one(s, cfg, net) for s in seed_list(cfg)]
+    return jax.tree.map(lambda *a: jnp.stack(a), *states)
+  return _init_one(cfg.seed, cfg, net)
+
+
+def _init_one(seed: int, cfg, net: Network) -> MetaState:
+  k_init, k_run = jax.random.split(jax.random.key(seed))
   params = net.init(k_init)
   opt_state = make_optimizer(cfg).init(params)
   return MetaState(params, opt_state, jax.random.key_data(k_run),
                    jnp.zeros((), jnp.int32))
+
+
+def steps_taken(state: MetaState) -> int:
+  """The meta-steps a (possibly stacked) state has taken: the seeds of one
+  run step together."""
+  return int(np.asarray(sharding.to_host(state.step)).reshape(-1)[0])
+
+
+def split_seeds(cfg, params: Params) -> list[tuple]:
+  """``[(config, params)]`` per seed of a run: the one-seed configs
+  (``seed`` = each of :func:`seed_list`, ``seeds`` = 1) and each seed's slice
+  of stacked ``params``; a one-seed run as it is."""
+  if cfg.seeds == 1:
+    return [(cfg, params)]
+  out = []
+  for i, s in enumerate(seed_list(cfg)):
+    c = copy.deepcopy(cfg)
+    c.seed, c.seeds = s, 1
+    out.append((c, jax.tree.map(lambda a, i=i: a[i], params)))
+  return out
+
+
+def over_seeds(step_fn: Callable, seeds: int) -> Callable:
+  """``step_fn`` on a stacked state of ``seeds`` > 1 seeds (vmap; the data
+  shared); metrics get a leading (seeds,) axis. ``step_fn`` itself for one."""
+  return step_fn if seeds == 1 else jax.vmap(step_fn, in_axes=(0, None))
 
 
 def make_meta_loss(cfg, net: Network) -> Callable:
@@ -209,7 +251,7 @@ def make_holdout_accuracy(cfg, net: Network, batch: int = 256) -> Callable:
 def make_train_chunk(step_fn: Callable, num_steps: int) -> Callable:
   """``chunk(state, images) -> (state, metrics)`` running ``num_steps`` steps
   in one ``lax.scan`` (one dispatch, no host sync); metrics get a leading
-  (num_steps,) axis."""
+  (num_steps,) axis (then the seeds', for :func:`over_seeds`)."""
 
   def chunk(state, images):
     return jax.lax.scan(lambda s, _: step_fn(s, images), state, None,

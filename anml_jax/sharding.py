@@ -46,6 +46,12 @@ def replicate(tree: Any, mesh: Mesh) -> Any:
       lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), tree)
 
 
+def shard_leading(tree: Any, mesh: Mesh) -> Any:
+  """Places every leaf of ``tree`` with its leading axis (e.g. the seeds of a
+  stacked state) split over ``mesh``; one process."""
+  return jax.device_put(tree, batch_sharded(mesh))
+
+
 def constrain_batch(tree: Any, mesh: Mesh | None) -> Any:
   """Inside ``jit``: asks for the leading axis of every leaf to be split over
   the mesh. A no-op when ``mesh`` is None or has one device."""

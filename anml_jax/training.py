@@ -54,7 +54,8 @@ class MetricsWriter:
     self._f.flush()
     if self._tb is not None:
       for k, v in scalars.items():
-        self._tb.add_scalar(f"train/{k}", v, step)
+        for i, x in enumerate(v) if isinstance(v, list) else ((None, v),):
+          self._tb.add_scalar(f"train/{k}" + ("" if i is None else f"/{i}"), x, step)
 
   def close(self):
     self._f.close()
@@ -74,8 +75,11 @@ def train(cfg, workdir: str, images: np.ndarray, *, resume: bool = False,
     provenance: a ``provenance.record``, appended to provenance.jsonl with
       the step the run starts from.
 
-  With several devices (``cfg.shard``) the meta-batch is split over all of
-  them and the state replicated; with several processes (after
+  With ``cfg.seeds`` = K > 1 the K seeds of :func:`meta.seed_list` train in
+  one program (a vmapped step over a stacked state; metrics.jsonl gets each
+  metric's mean and its per-seed means as ``KEY_per_seed``). With several
+  devices (``cfg.shard``) the meta-batch (one seed) or the seeds are split
+  over all of them, the rest replicated; with several processes (after
   ``sharding.initialize_distributed``) process 0 writes the logs and every
   process takes part in checkpointing.
   """
@@ -87,15 +91,19 @@ def train(cfg, workdir: str, images: np.ndarray, *, resume: bool = False,
   if images.shape[0] < cfg.num_train_classes:
     raise ValueError(f"num_train_classes={cfg.num_train_classes} but the data "
                      f"has only {images.shape[0]} meta-training classes")
-  mesh = sharding.mesh_for_batch(cfg.shard, cfg[method.batch_key], method.batch_key)
+  seeds = int(cfg.seeds)
+  # One seed: the meta-batch is split over the devices; several: the seeds.
+  mesh = (sharding.mesh_for_batch(cfg.shard, cfg[method.batch_key], method.batch_key)
+          if seeds == 1 else sharding.mesh_for_batch(cfg.shard, seeds, "seeds"))
   main_process = jax.process_index() == 0
   os.makedirs(workdir, exist_ok=True)
   net = methods.network(cfg)
   ckpt = checkpointing.Checkpointer(os.path.join(workdir, "checkpoints"),
                                     cfg.keep_checkpoints)
   state = meta.init_state(cfg, net)
-  if mesh is not None:
-    state = sharding.replicate(state, mesh)
+  place = lambda st: (st if mesh is None else sharding.replicate(st, mesh) if seeds == 1
+                      else sharding.shard_leading(st, mesh))
+  state = place(state)
   if ckpt.latest_step() is not None:
     if not resume:
       raise FileExistsError(
@@ -103,21 +111,22 @@ def train(cfg, workdir: str, images: np.ndarray, *, resume: bool = False,
           f"{ckpt.latest_step()}); pass --resume to continue it, or choose "
           "another --workdir. Nothing was changed.")
     state, _ = ckpt.restore(state)
+    state = place(state)
   if main_process:
     reporting.atomic_write(os.path.join(workdir, "config.json"),
                            cfg.to_json_best_effort(indent=2))
     if provenance is not None:
       with open(os.path.join(workdir, "provenance.jsonl"), "a") as f:
-        f.write(json.dumps({"start_step": int(sharding.to_host(state.step)),
+        f.write(json.dumps({"start_step": meta.steps_taken(state),
                             **provenance}) + "\n")
 
   imgs = np.asarray(images[:cfg.num_train_classes])
   imgs = (jax.device_put(jnp.asarray(imgs)) if mesh is None
           else sharding.replicate(imgs, mesh))
-  step_fn = method.make_step(cfg, net, mesh)
-  validate = (jax.jit(method.make_validation(cfg, net))
+  step_fn = meta.over_seeds(method.make_step(cfg, net, mesh if seeds == 1 else None), seeds)
+  validate = (jax.jit(meta.over_seeds(method.make_validation(cfg, net), seeds))
               if method.make_validation is not None and cfg.holdout_drawings else None)
-  out_sharding = None if mesh is None else sharding.replicated(mesh)
+  out_sharding = None if mesh is None or seeds > 1 else sharding.replicated(mesh)
   compiled = {}
 
   def chunk_for(n):
@@ -129,7 +138,7 @@ def train(cfg, workdir: str, images: np.ndarray, *, resume: bool = False,
       compiled[f"compile_s_{n}"] = time.perf_counter() - t0
     return compiled[n]
 
-  start = int(sharding.to_host(state.step))
+  start = meta.steps_taken(state)
   writer = MetricsWriter(workdir, start) if main_process else None
   bar = None
   if progress and main_process:
@@ -147,7 +156,7 @@ def train(cfg, workdir: str, images: np.ndarray, *, resume: bool = False,
       dt = time.perf_counter() - t0
       bad = ~np.isfinite(metrics["loss"]) | ~np.isfinite(metrics["grad_norm"])
       if bad.any():
-        first = before + int(np.argmax(bad)) + 1
+        first = before + int(np.argmax(bad.reshape(n, -1).any(1))) + 1
         last = ckpt.latest_step()
         raise TrainingDiverged(
             f"non-finite meta-loss at step {first}; stopped without saving. "
@@ -156,12 +165,18 @@ def train(cfg, workdir: str, images: np.ndarray, *, resume: bool = False,
             "--config.meta_lr=...).")
       step = before + n
       scalars = {k: float(v.mean()) for k, v in metrics.items()}
+      if seeds > 1:       # and each seed's mean over the chunk
+        scalars.update({f"{k}_per_seed": v.reshape(n, seeds).mean(0).tolist()
+                        for k, v in metrics.items()})
       scalars["steps_per_s"] = n / dt
       if f"compile_s_{n}" in compiled:
         scalars["compile_s"] = compiled.pop(f"compile_s_{n}")
       at_checkpoint = step % cfg.ckpt_every == 0 or step == cfg.steps
       if validate is not None and at_checkpoint:
-        scalars["holdout_accuracy"] = float(sharding.to_host(validate(state.params, imgs)))
+        held = np.asarray(sharding.to_host(validate(state.params, imgs)))
+        scalars["holdout_accuracy"] = float(held.mean())
+        if seeds > 1:
+          scalars["holdout_accuracy_per_seed"] = held.tolist()
       if writer is not None:
         writer.write(step, scalars)
       if bar is not None:

@@ -30,17 +30,25 @@ def main(out):
   ck = checkpointing.Checkpointer(os.path.join(out, "ckpt"))
   ck.save(new_state, cfg.to_dict())
   ck.close()
+  # four seeds in one program, one per device
+  scfg, snet, sstate, simages = sharding_case.seeds_setup()
+  sstate = sharding.shard_leading(sstate, mesh)
+  sstate, smetrics = sharding_case.seeds_step(scfg, snet)(
+      sstate, sharding.replicate(simages, mesh))
+  seed_devices = len(jax.tree.leaves(sstate.params)[0].sharding.device_set)
   enet, eparams, omni, ecfg = sharding_case.eval_setup()
   res = evaluation.meta_test("anml", enet, eparams, omni, ecfg, log=lambda s: None,
                              mesh=mesh)
   np.savez(os.path.join(out, "sharded.npz"),
            **{f"p/{k}": v for k, v in sharding_case.flat(new_state.params).items()},
            **{f"g/{k}": v for k, v in sharding_case.flat(grads).items()},
-           loss=np.asarray(loss), step_loss=np.asarray(metrics["loss"]))
+           loss=np.asarray(loss), step_loss=np.asarray(metrics["loss"]),
+           **{f"seeds/{k}": np.asarray(v) for k, v in smetrics.items()})
   with open(os.path.join(out, "sharded.json"), "w") as f:
     json.dump({"devices": jax.device_count(), "mesh": mesh.size,
                "all_reduce": "all-reduce" in hlo,
                "params_devices": len(jax.tree.leaves(new_state.params)[0].sharding.device_set),
+               "seed_devices": seed_devices,
                "per_n": res["per_n"]}, f)
 
 

@@ -22,6 +22,21 @@ def meta_setup():
   return cfg, net, meta.init_state(cfg, net), images
 
 
+SEEDS = 4
+
+
+def seeds_setup():
+  """(cfg, net, stacked state, images): :func:`meta_setup` with 4 seeds
+  trained in one program and a meta-batch of 1."""
+  cfg, net, _, images = meta_setup()
+  cfg.meta_batch, cfg.seeds = 1, SEEDS
+  return cfg, net, meta.init_state(cfg, net), images
+
+
+def seeds_step(cfg, net):
+  return jax.jit(meta.over_seeds(meta.make_meta_train_step(cfg, net), cfg.seeds))
+
+
 def meta_step(cfg, net, mesh=None):
   return jax.jit(meta.make_meta_train_step(cfg, net, mesh))
 

@@ -71,6 +71,17 @@ def test_sharded_meta_gradient_equals_single_device(sharded):
 
 
 @pytest.mark.slow
+def test_seeds_split_over_four_devices_give_the_one_device_metrics(sharded):
+  _, info, arrays = sharded
+  assert info["seed_devices"] == 4          # the seed axis is split, one seed per device
+  cfg, net, state, images = sharding_case.seeds_setup()
+  _, metrics = sharding_case.seeds_step(cfg, net)(state, images)
+  for k in ("loss", "grad_norm", "nm_grad_norm"):
+    assert arrays[f"seeds/{k}"].shape == (sharding_case.SEEDS,)
+    np.testing.assert_allclose(arrays[f"seeds/{k}"], metrics[k], rtol=1e-5, err_msg=k)
+
+
+@pytest.mark.slow
 def test_two_processes_give_the_single_process_meta_gradient(distributed):
   _, info, arrays = distributed
   assert info == {"processes": 2, "devices": 4, "local_devices": 2, "mesh": 4}
