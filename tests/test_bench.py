@@ -94,3 +94,14 @@ def test_loss_curves_compares_two_runs_step_by_step(tmp_path):
   assert res["rows"][1]["loss"] == [2.0, 2.5]
   assert res["max_rel_diff"] == {"loss": 0.2, "inner_loss": 0.0, "accuracy": 0.0}
   assert (tmp_path / "cmp.png").stat().st_size > 0
+
+
+def test_heads_benchmark_reports_every_head(tmp_path):
+  out = tmp_path / "heads.json"
+  _run("heads.py", "--classes", "4", "--dim", "8", "--runs", "2", "--reps", "1",
+       "--out", str(out))
+  res = json.loads(out.read_text())
+  assert sorted(res["heads"]) == ["gaussian", "prototype", "prototype_cosine", "ridge"]
+  assert res["heads"]["ridge"]["state_bytes"] == 4 * (4 + 4 * 8 + 8 * 8)
+  for row in res["heads"].values():
+    assert row["s_per_image_block1"] > 0 and row["evaluation_s"] > 0
