@@ -14,7 +14,7 @@ import sys
 
 from absl import flags
 
-from anml_jax import cli, reporting, store
+from anml_jax import checkpointing, cli, reporting, store
 from anml_jax.store import Spec
 
 REPO = os.path.dirname(os.path.abspath(__file__))
@@ -54,14 +54,18 @@ HEAD_NAMES = {"prototype": "nearest class mean", "prototype_cosine": "cosine cla
 
 
 def _heads_specs() -> list[Spec]:
-  """ANML's gated features, ANML's NM output and pretrain's features, each
-  with Adam one image per step (the paper's learner), its oracle, and every
-  closed-form head."""
+  """ANML's gated features, ANML's NM output and the shipped pretrain file's
+  features (matched by its sha256: the pretrain rows above are of the GPU
+  run, which is gone), each with Adam one image per step (the paper's
+  learner), its oracle, and every closed-form head."""
+  shipped = checkpointing.fingerprint(os.path.join(REPO, "results", "pretrained",
+                                                   "pretrain_omniglot.npz"))
   out = []
   for name, base, features in (
       ("ANML gated features", _ANML[:-1], "head_input"),
       ("ANML NM output", _ANML[:-1], "context"),
-      ("pretrain features", _PRETRAIN[:-1], "head_input")):
+      ("pretrain features (shipped file)",
+       _PRETRAIN[:-1] + (("checkpoint_sha256", shipped),), "head_input")):
     if features == "head_input":
       out.append(Spec(f"{name}: Adam, one image per step",
                       base + (("learner", "adam"), ("oracle", False))))
