@@ -314,7 +314,8 @@ def test_evaluate_py_scratch_and_bad_protocols(tmp_path, capsys):
                         ("--eval_config.train_per_class=20", "train_per_class=20"),
                         ("--eval_config.schedule=(25,)", "only 20 evaluation"),
                         ("--eval_config.runz=3", "no such config field: 'runz'")):
-    assert evaluate.main([*base, flag]) == 1
+    fresh = [a if a != out else out + "_bad" for a in base]   # out holds a record
+    assert evaluate.main([*fresh, flag]) == 1
     assert message in capsys.readouterr().err
   assert evaluate.main([f"--config={CONFIGS}/anml.py:smoke", "--out", out + "2",
                         EVAL_SMOKE, "--data_source=synthetic"]) == 1
