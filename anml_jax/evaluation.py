@@ -146,7 +146,10 @@ def meta_test(method: str, net: Network, params, omniglot: Omniglot, ecfg,
   images never influence the lr.
 
   ``ecfg.finetune`` names the parameters re-learnt (empty: the method's
-  registry entry). ``ecfg.oracle`` learns each stream's images in a random
+  registry entry). ``ecfg.learner`` other than 'adam' learns the classifier
+  with a closed-form head (:mod:`heads`) on the fixed features
+  (``ecfg.features``) instead, its regulariser searched as the lr is.
+  ``ecfg.oracle`` learns each stream's images in a random
   order (i.i.d.) instead of class by class: the upper bound the sequential
   result is compared with. ``mesh`` (:func:`sharding.make_mesh`) splits the
   runs over its devices.

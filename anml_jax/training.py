@@ -92,6 +92,9 @@ def train(cfg, workdir: str, images: np.ndarray, *, resume: bool = False,
     raise ValueError(f"num_train_classes={cfg.num_train_classes} but the data "
                      f"has only {images.shape[0]} meta-training classes")
   seeds = int(cfg.seeds)
+  if seeds > 1 and jax.process_count() > 1:
+    raise ValueError(f"seeds={seeds}: several seeds train in one process; run one "
+                     "seed per job across hosts (--config.seed=S)")
   # One seed: the meta-batch is split over the devices; several: the seeds.
   mesh = (sharding.mesh_for_batch(cfg.shard, cfg[method.batch_key], method.batch_key)
           if seeds == 1 else sharding.mesh_for_batch(cfg.shard, seeds, "seeds"))
