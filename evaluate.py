@@ -117,12 +117,26 @@ _RESUME_KEYS = ("method", "finetune", "oracle", "checkpoint_sha256", "checkpoint
                 "model_config", "protocol")
 
 
+def _as_read(key: str, value):
+  """A record's model_config or protocol as this version reads it (keys added
+  since the record was written take the values that reproduce it), so that
+  a record made before a new config key still resumes; other fields as
+  they are."""
+  if key == "model_config" and value is not None:
+    return json.loads(configs.from_dict(value).to_json())
+  if key == "protocol" and value is not None:
+    return json.loads(configs.eval_from_dict(value).to_json())
+  return value
+
+
 def check_resumable(done: dict, out: str, now: dict) -> None:
   """Raises UsageError naming the first of :data:`_RESUME_KEYS` in which the
   record ``done`` differs from the evaluation about to run (``now``); a
   record without a checkpoint fingerprint (older ones) is matched by the
   other keys."""
   now = json.loads(json.dumps(now))       # tuples as the record's lists
+  done = {k: _as_read(k, v) for k, v in done.items()}
+  now = {k: _as_read(k, v) for k, v in now.items()}
   for k in _RESUME_KEYS:
     if k == "checkpoint_sha256" and done.get(k) is None:
       continue

@@ -54,10 +54,11 @@ HEAD_NAMES = {"prototype": "nearest class mean", "prototype_cosine": "cosine cla
 
 
 def _heads_specs() -> list[Spec]:
-  """ANML's gated features, ANML's NM output and the shipped pretrain file's
+  """ANML's gated features, ANML's NM output, the shipped pretrain file's
   features (matched by its sha256: the pretrain rows above are of the GPU
-  run, which is gone), each with Adam one image per step (the paper's
-  learner), its oracle, and every closed-form head."""
+  run, which is gone) and the features meta-trained for a closed-form head
+  (streamhead, with and without the gate), each with Adam one image per
+  step (the paper's learner), its oracle, and every closed-form head."""
   shipped = checkpointing.fingerprint(os.path.join(REPO, "results", "pretrained",
                                                    "pretrain_omniglot.npz"))
   out = []
@@ -65,7 +66,11 @@ def _heads_specs() -> list[Spec]:
       ("ANML gated features", _ANML[:-1], "head_input"),
       ("ANML NM output", _ANML[:-1], "context"),
       ("pretrain features (shipped file)",
-       _PRETRAIN[:-1] + (("checkpoint_sha256", shipped),), "head_input")):
+       _PRETRAIN[:-1] + (("checkpoint_sha256", shipped),), "head_input"),
+      ("streamhead gated features", (("method", "streamhead"), ("gate", True)),
+       "head_input"),
+      ("streamhead ungated features", (("method", "streamhead"), ("gate", False)),
+       "head_input")):
     if features == "head_input":
       out.append(Spec(f"{name}: Adam, one image per step",
                       base + (("learner", "adam"), ("oracle", False))))

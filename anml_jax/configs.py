@@ -45,10 +45,20 @@ def get_config(name: str = "default", method: str = "anml") -> ml_collections.Co
   c.shard = "auto"                # meta-batch over devices: auto | on | off
   c.reset_head_rows = True        # reset_classifer(class) before each step
   c.pretrain_batch = 64
+  # Closed-form-head meta-training (method 'streamhead'): episodes of `ways`
+  # classes, `shots` support and `queries` query drawings each; the head
+  # (anml_jax/heads.py), its regulariser and the scale of its logits.
+  c.ways = 30
+  c.shots = 4
+  c.queries = 3
+  c.head = "prototype"
+  c.head_reg = 0.1
+  c.head_scale = 1.0
+  c.init_params = ""              # start from these parameters (.npz or run); "": fresh
   c.holdout_drawings = 0          # pretrain: drawings per class kept out, scored
   c.model = ml_collections.ConfigDict(dict(
       nm_channels=112, pln_channels=256, oml_channels=256, oml_hidden=1024,
-      num_outputs=1000, conv_impl="auto"))
+      num_outputs=1000, conv_impl="auto", gate=True))
   c.log_every = 20                # meta-steps per jitted chunk / log line
   c.ckpt_every = 1000
   c.keep_checkpoints = 3
@@ -60,6 +70,7 @@ def get_config(name: str = "default", method: str = "anml") -> ml_collections.Co
     c.log_every = 2
     c.ckpt_every = 2
     c.pretrain_batch = 8
+    c.ways, c.shots, c.queries = 4, 2, 1
     c.model.update(nm_channels=8, pln_channels=16, oml_channels=16, oml_hidden=32)
   return c
 
@@ -74,6 +85,8 @@ def validate(c: ml_collections.ConfigDict) -> None:
   for k in ("steps", "seeds", "traj_len", "meta_batch", "log_every", "ckpt_every",
             "keep_checkpoints", "num_train_classes", "pretrain_batch", "unroll"):
     need(int(c[k]) >= 1, f"{k}={c[k]} must be a positive integer")
+  for k in ("ways", "shots", "queries"):
+    need(int(c[k]) >= 1, f"{k}={c[k]} must be a positive integer")
   need(c.remember_size >= 0, f"remember_size={c.remember_size} must be >= 0")
   for k in ("meta_lr", "inner_lr"):
     need(c[k] > 0 and math.isfinite(c[k]), f"{k}={c[k]} must be a positive number")
@@ -81,6 +94,17 @@ def validate(c: ml_collections.ConfigDict) -> None:
        f"inner_optimizer={c.inner_optimizer!r} must be one of "
        f"{sorted(meta.INNER_OPTIMIZERS)}")
   need(c.traj_len <= 20, f"traj_len={c.traj_len}: a class has only 20 drawings")
+  need(c.shots + c.queries <= 20, f"shots={c.shots} + queries={c.queries}: a class "
+       "has only 20 drawings")
+  need(c.ways <= c.num_train_classes,
+       f"ways={c.ways} exceeds num_train_classes={c.num_train_classes}")
+  need(c.head in heads.HEADS, f"head={c.head!r} must be a closed-form head: "
+       f"{', '.join(sorted(heads.HEADS))}")
+  need(c.head_reg > 0 and math.isfinite(c.head_reg) and
+       (c.head != "gaussian" or c.head_reg <= 1),
+       f"head_reg={c.head_reg} must be a positive number (at most 1 for gaussian)")
+  need(c.head_scale > 0 and math.isfinite(c.head_scale),
+       f"head_scale={c.head_scale} must be a positive number")
   need(c.meta_batch <= c.num_train_classes,
        f"meta_batch={c.meta_batch} exceeds num_train_classes={c.num_train_classes}")
   need(c.num_train_classes <= c.model.num_outputs,

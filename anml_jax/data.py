@@ -282,6 +282,38 @@ def sample_tasks(key: jax.Array, images: jax.Array, *, meta_batch: int,
   return TaskBatch(*jax.vmap(one)(classes, *keys))
 
 
+class Episode(NamedTuple):
+  """A many-class episode for a closed-form head (no meta-batch axis).
+
+  x_sup: (W * S, 28, 28, 1) the support stream, class after class (``S``
+    drawings of each of ``W`` classes). y_sup: (W * S,) episode labels in
+    [0, W). x_qry: (W * Q, 28, 28, 1) other drawings of the same classes.
+    y_qry: (W * Q,) their labels.
+  """
+  x_sup: jax.Array
+  y_sup: jax.Array
+  x_qry: jax.Array
+  y_qry: jax.Array
+
+
+def sample_episode(key: jax.Array, images: jax.Array, *, ways: int, shots: int,
+                   queries: int) -> Episode:
+  """Samples an episode on device (pure, jit-able): ``ways`` distinct classes
+  of ``images`` (C, D, ...), and for each a random ``shots`` of its D
+  drawings to learn from and ``queries`` others to score; labels are the
+  classes' positions in the episode. ``shots + queries`` <= D."""
+  num_classes, drawings = images.shape[:2]
+  k_cls, k_draw = jax.random.split(key)
+  classes = jax.random.choice(k_cls, num_classes, (ways,), replace=False)
+  order = jax.vmap(lambda k: jax.random.permutation(k, drawings))(
+      jax.random.split(k_draw, ways))                                   # (W, D)
+  picked = images[classes[:, None], order[:, :shots + queries]]         # (W, S + Q, ...)
+  flat = lambda a: a.reshape((-1,) + a.shape[2:])
+  label = lambda n: jnp.repeat(jnp.arange(ways, dtype=jnp.int32), n)
+  return Episode(flat(picked[:, :shots]), label(shots), flat(picked[:, shots:]),
+                 label(queries))
+
+
 def sample_iid_batch(key: jax.Array, images: jax.Array, batch: int):
   """(batch, 28, 28, 1) images and (batch,) labels drawn uniformly (pretraining)."""
   num_classes, drawings = images.shape[:2]

@@ -14,7 +14,7 @@ import numpy as np
 import optax
 
 from anml_jax import data as data_lib
-from anml_jax import sharding
+from anml_jax import heads, sharding
 from anml_jax.learner import (
   context_is_static,
   cross_entropy,
@@ -223,6 +223,57 @@ def make_pretrain_step(cfg, net: Network, mesh=None) -> Callable:
     params = optax.apply_updates(state.params, updates)
     metrics = {"loss": loss, "accuracy": acc,
                "grad_norm": optax.tree.norm(grads)}
+    return MetaState(params, opt_state, jax.random.key_data(key),
+                     state.step + 1), metrics
+
+  return step
+
+
+def make_head_meta_loss(cfg, net: Network) -> Callable:
+  """Returns ``loss(params, episode) -> (loss, accuracy)``: the closed-form
+  head ``cfg.head`` learns the episode's support stream in one pass (its
+  statistics accumulated by a scan, one class per scan step), and the loss
+  is the cross-entropy of ``cfg.head_scale`` times its logits on the
+  queries.
+
+  episode: :class:`data.Episode`. The gradient flows through the readout and
+  the scan into the features (ANML: the PLN's and, through the gate, the
+  NM's parameters); the output layer is not used.
+  """
+  head = heads.get(cfg.head)
+
+  def loss_fn(params, ep):
+    x = jnp.concatenate([ep.x_sup, ep.x_qry])
+    f = net.features(params, x, net.context(params, x))
+    s = ep.x_sup.shape[0]
+    w, b = heads.fit(head, f[:s], ep.y_sup, cfg.ways, cfg.head_reg, block=cfg.shots)
+    logits = cfg.head_scale * (heads.prepare(head, f[s:]) @ w + b)
+    return cross_entropy(logits, ep.y_qry), jnp.mean(logits.argmax(-1) == ep.y_qry)
+
+  return loss_fn
+
+
+def make_head_train_step(cfg, net: Network, mesh=None) -> Callable:
+  """Meta-training for a closed-form head: ``step(state, images) -> (state,
+  metrics)``, one Adam step on :func:`make_head_meta_loss` of an episode of
+  ``cfg.ways`` classes (``cfg.shots`` support and ``cfg.queries`` query
+  drawings each, :func:`data.sample_episode`) of ``images`` (C, 20, 28, 28,
+  1). metrics: 'loss', 'accuracy' (queries), 'grad_norm', 'nm_grad_norm'.
+  ``mesh`` is not used: one episode is one program.
+  """
+  del mesh
+  loss_fn = make_head_meta_loss(cfg, net)
+  opt = make_optimizer(cfg)
+
+  def step(state: MetaState, images: jax.Array):
+    key, k_ep = jax.random.split(jax.random.wrap_key_data(state.key))
+    ep = data_lib.sample_episode(k_ep, images, ways=cfg.ways, shots=cfg.shots,
+                                 queries=cfg.queries)
+    (loss, acc), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, ep)
+    updates, opt_state = opt.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    metrics = {"loss": loss, "accuracy": acc, "grad_norm": optax.tree.norm(grads),
+               "nm_grad_norm": optax.tree.norm([grads[k] for k in net.context_keys])}
     return MetaState(params, opt_state, jax.random.key_data(key),
                      state.step + 1), metrics
 

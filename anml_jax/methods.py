@@ -40,7 +40,7 @@ class Method(NamedTuple):
 
 def _anml(m) -> Network:
   return models.make_anml(nm_channels=m.nm_channels, pln_channels=m.pln_channels,
-                          num_outputs=m.num_outputs, conv_impl=m.conv_impl)
+                          num_outputs=m.num_outputs, conv_impl=m.conv_impl, gated=m.gate)
 
 
 def _oml(m) -> Network:
@@ -92,6 +92,10 @@ register(Method(
     "pretrain", "anml", ("pln/head",), meta.make_pretrain_step, "pretrain_batch",
     meta.make_holdout_accuracy, {"reset_head_rows": False},
     "pretrain-and-transfer: ANML's network trained i.i.d. on the meta-train classes"))
+register(Method(
+    "streamhead", "anml", ("pln/head",), meta.make_head_train_step, "ways", None,
+    {"reset_head_rows": False},
+    "streamhead: ANML's network meta-trained through a one-pass closed-form head"))
 register(Method(
     "scratch", "anml", ("nm", "pln"), None, None, None, {},
     "scratch: ANML's network at its random initialisation, not trained"))

@@ -339,8 +339,13 @@ def _tile_channels(x: jax.Array, in_channels: int) -> jax.Array:
 
 def make_anml(*, nm_channels: int = 112, pln_channels: int = 256,
               num_outputs: int = 1000, in_channels: int = 3,
-              image_size: int = 28, conv_impl: str = "auto") -> Network:
+              image_size: int = 28, conv_impl: str = "auto",
+              gated: bool = True) -> Network:
   """ANML: NM gate logits (context) gate the PLN's flattened conv features.
+
+  With ``gated`` False the features are the PLN's ungated (the ablation of
+  the gate): the NM keeps its parameters, so every ANML checkpoint has one
+  layout, but nothing reads them and no gradient reaches them.
 
   Params: ``{'nm': {...}, 'pln': {'features': {...}, 'head': {'kernel': (D,
   num_outputs), 'bias': (num_outputs,)}}}`` with D = 9 * pln_channels for 28px
@@ -369,7 +374,7 @@ def make_anml(*, nm_channels: int = 112, pln_channels: int = 256,
     return feat.apply({"params": params["pln"]["features"]}, x)
 
   def features(params, x, ctx):
-    return gating.gate(ungated(params, x), ctx)
+    return gating.gate(ungated(params, x), ctx) if gated else ungated(params, x)
 
   def probes(params, x):
     """PLN features before and after the gate, the gate, the NM trunk."""

@@ -47,14 +47,16 @@ def load(root: str) -> list[Entry]:
 def describe(record: dict) -> dict:
   """What an evaluation measured, as the fields a :class:`Spec` matches:
   method, seed (of meta-training; None for an untrained network),
-  first_order, steps, finetune ('+'-joined), oracle, learner, features,
-  checkpoint_sha256 (None where the record predates it)."""
+  first_order, gate (ANML's gate in use), steps, finetune ('+'-joined),
+  oracle, learner, features, checkpoint_sha256 (None where the record
+  predates it)."""
   model = record.get("model_config") or {}
   protocol = record.get("protocol") or {}
   steps = record.get("checkpoint_step") or 0
   return {"method": record["method"],
           "seed": model.get("seed") if steps else None,
           "first_order": bool(model.get("first_order", False)),
+          "gate": bool((model.get("model") or {}).get("gate", True)),
           "steps": steps,
           "finetune": "+".join(record["finetune"]),
           "oracle": bool(record.get("oracle")),

@@ -63,6 +63,27 @@ class MetricsWriter:
       self._tb.close()
 
 
+def warm_start(cfg, net, state: meta.MetaState) -> meta.MetaState:
+  """``state`` with its parameters replaced by those of ``cfg.init_params``
+  (an exported .npz or a run folder; every seed of a stacked state gets
+  them) and a fresh optimiser state; its PRNG stream and step are kept.
+  Raises CheckpointError if the file's parameters do not fit ``net``."""
+  _, _, params, _ = checkpointing.load_run(cfg.init_params)
+  want = jax.tree.map(jnp.shape, meta.split_seeds(cfg, state.params)[0][1])
+  got = jax.tree.map(jnp.shape, params)
+  if want != got:
+    raise checkpointing.CheckpointError(
+        f"init_params={cfg.init_params}: its parameters do not fit the network "
+        f"of this config ({cfg.method}, model {cfg.model.to_dict()}); give the "
+        "same model sizes as the run that made it, or another file")
+  if cfg.seeds > 1:
+    params = jax.tree.map(lambda a: jnp.stack([a] * cfg.seeds), params)
+    opt_state = jax.vmap(meta.make_optimizer(cfg).init)(params)
+  else:
+    opt_state = meta.make_optimizer(cfg).init(params)
+  return state._replace(params=params, opt_state=opt_state)
+
+
 def train(cfg, workdir: str, images: np.ndarray, *, resume: bool = False,
           progress: bool = True, provenance: dict | None = None) -> meta.MetaState:
   """Meta-trains (or pretrains) until ``cfg.steps``; returns the final state.
@@ -99,11 +120,13 @@ def train(cfg, workdir: str, images: np.ndarray, *, resume: bool = False,
   mesh = (sharding.mesh_for_batch(cfg.shard, cfg[method.batch_key], method.batch_key)
           if seeds == 1 else sharding.mesh_for_batch(cfg.shard, seeds, "seeds"))
   main_process = jax.process_index() == 0
-  os.makedirs(workdir, exist_ok=True)
   net = methods.network(cfg)
+  state = meta.init_state(cfg, net)
+  if cfg.init_params and not resume:     # before anything is written
+    state = warm_start(cfg, net, state)
+  os.makedirs(workdir, exist_ok=True)
   ckpt = checkpointing.Checkpointer(os.path.join(workdir, "checkpoints"),
                                     cfg.keep_checkpoints)
-  state = meta.init_state(cfg, net)
   place = lambda st: (st if mesh is None else sharding.replicate(st, mesh) if seeds == 1
                       else sharding.shard_leading(st, mesh))
   state = place(state)

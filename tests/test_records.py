@@ -57,11 +57,20 @@ def test_an_evaluation_record_is_never_replaced(tmp_path, capsys):
   # --resume of a finished record computes nothing and changes no number
   assert evaluate.main([*args, "--resume"]) == 0
   assert json.load(open(os.path.join(out, "results.json"))) == json.loads(before["results.json"])
+  # a record written before a config key existed resumes: the key's default
+  # reproduces it (here: keys of closed-form-head meta-training)
+  saved = json.loads(before["results.json"])
+  for k in ("ways", "shots", "queries", "head", "head_reg", "head_scale"):
+    del saved["model_config"][k]
+  del saved["model_config"]["model"]["gate"]
+  reporting.atomic_write(os.path.join(out, "results.json"), json.dumps(saved))
+  assert evaluate.main([*args, "--resume"]) == 0
+  assert json.load(open(os.path.join(out, "results.json")))["per_n"] == saved["per_n"]
   # --resume with another protocol is refused, naming the difference
   assert evaluate.main([*SCRATCH, "--eval_config.schedule=(3,)", "--eval_config.runs=3",
                         "--out", out, "--resume"]) == 1
   _one_line_error(capsys, "runs=2 (now 3)")
-  assert json.load(open(os.path.join(out, "results.json"))) == json.loads(before["results.json"])
+  assert json.load(open(os.path.join(out, "results.json"))) == saved
 
 
 def test_resume_without_a_record_is_an_error_and_writes_nothing(tmp_path, capsys):
