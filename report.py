@@ -67,10 +67,12 @@ def _heads_specs() -> list[Spec]:
       ("ANML NM output", _ANML[:-1], "context"),
       ("pretrain features (shipped file)",
        _PRETRAIN[:-1] + (("checkpoint_sha256", shipped),), "head_input"),
-      ("streamhead gated features", (("method", "streamhead"), ("gate", True)),
-       "head_input"),
-      ("streamhead ungated features", (("method", "streamhead"), ("gate", False)),
-       "head_input")):
+      ("streamhead from ANML's parameters, gated features",
+       (("method", "streamhead"), ("gate", True), ("init", "anml_omniglot.npz")), "head_input"),
+      ("streamhead from scratch, gated features",
+       (("method", "streamhead"), ("gate", True), ("init", None)), "head_input"),
+      ("streamhead from scratch, ungated features",
+       (("method", "streamhead"), ("gate", False), ("init", None)), "head_input")):
     if features == "head_input":
       out.append(Spec(f"{name}: Adam, one image per step",
                       base + (("learner", "adam"), ("oracle", False))))

@@ -26,6 +26,7 @@ from typing import NamedTuple, Sequence
 import numpy as np
 
 PAPER_LRS = 14        # the original's lr grid size (configs.PAPER_LRS)
+FULL_RUNS = 10        # the original's final runs per N (evaluate_classification.py --runs)
 
 
 class Entry(NamedTuple):
@@ -47,7 +48,8 @@ def load(root: str) -> list[Entry]:
 def describe(record: dict) -> dict:
   """What an evaluation measured, as the fields a :class:`Spec` matches:
   method, seed (of meta-training; None for an untrained network),
-  first_order, gate (ANML's gate in use), steps, finetune ('+'-joined),
+  first_order, gate (ANML's gate in use), init (the file training started
+  from, its base name; None: a fresh initialisation), steps, finetune ('+'-joined),
   oracle, learner, features, checkpoint_sha256 (None where the record
   predates it)."""
   model = record.get("model_config") or {}
@@ -57,6 +59,7 @@ def describe(record: dict) -> dict:
           "seed": model.get("seed") if steps else None,
           "first_order": bool(model.get("first_order", False)),
           "gate": bool((model.get("model") or {}).get("gate", True)),
+          "init": os.path.basename(model["init_params"]) if model.get("init_params") else None,
           "steps": steps,
           "finetune": "+".join(record["finetune"]),
           "oracle": bool(record.get("oracle")),
@@ -145,7 +148,8 @@ def welch(a: Sequence[float], b: Sequence[float]) -> dict:
 class Marks:
   """Footnote marks for reduced protocols, assigned in order of first use:
   '*' for an lr search on fewer runs than the final evaluation, then one
-  mark per distinct lr grid smaller than the paper's."""
+  mark per distinct lr grid smaller than the paper's; fewer final runs than
+  the paper's 10 are written out ("(2 runs)")."""
 
   SYMBOLS = ("†", "‡", "§", "¶")
 
@@ -162,6 +166,8 @@ class Marks:
       if c.lrs not in self.grids:
         self.grids[c.lrs] = self.SYMBOLS[len(self.grids)]
       out += " " + self.grids[c.lrs]
+    if c.runs < FULL_RUNS:
+      out += f" ({c.runs} runs)"
     if c.seeds > 1:
       out += f" ({c.seeds} seeds)"
     return out

@@ -55,6 +55,8 @@ def test_the_fullest_protocol_fills_a_cell_and_seeds_are_averaged():
   text = store.table(entries, [SPEC], (10, 50, 600))
   assert "| anml | 75.0 ± 7.1 (2 seeds) | 40.0 ± 1.0 * |  |" in text
   assert "\\* lr searched on 1 run instead of 10" in text
+  few = Entry("e", _record(seed=11, n_rows=((600, 0.6),), search_runs=1, runs=2))
+  assert "| 60.0 ± 1.0 * (2 runs) |" in store.table([few], [SPEC], (600,))
 
 
 def test_welch_tests_only_several_seeds():
