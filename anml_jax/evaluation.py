@@ -216,6 +216,9 @@ def meta_test(method: str, net: Network, params, omniglot: Omniglot, ecfg,
                      search_test_mean_per_lr=np.asarray(search.test).mean(0).tolist(),
                      seconds=time.perf_counter() - tn)
     out["per_n"] = sorted([*out["per_n"], row], key=lambda r: r["classes"])
+    if out["forgetting"] is not None:    # a longer stream's replaces it: kept
+      out["earlier"] = [*out.get("earlier", []),
+                        {"forgetting": out["forgetting"], "seconds": out["seconds"]}]
     out["forgetting"] = {"classes": n,
                   "test_per_class_mean": np.asarray(res.test_per_class[:, 0]).mean(0).tolist(),
                   "train_per_class_mean": np.asarray(res.train_per_class[:, 0]).mean(0).tolist()}

@@ -38,7 +38,9 @@ class Results(TypedDict, total=False):
   device, devices, seconds; and what was evaluated: checkpoint,
   checkpoint_sha256 (:func:`checkpointing.fingerprint`), checkpoint_step,
   model_config, provenance (of the command that started it) and resumed
-  (the provenance of each command that continued it, if any).
+  (the provenance of each command that continued it, if any); earlier: the
+  forgetting (and seconds) the record held before each longer stream
+  replaced it, oldest first, so that no number it held is lost.
   """
   method: str
   finetune: list
@@ -56,6 +58,7 @@ class Results(TypedDict, total=False):
   model_config: dict
   provenance: dict
   resumed: list
+  earlier: list
 
 
 def atomic_write(path: str, text: str) -> None:

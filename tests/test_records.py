@@ -157,7 +157,8 @@ def test_an_evaluation_killed_mid_way_resumes_without_recomputing(tmp_path):
     time.sleep(0.02)
   proc.wait()
   assert proc.returncode == -signal.SIGKILL, "the evaluation ended before it was killed"
-  kept = json.load(open(record))["per_n"]      # what the killed process had written
+  before = json.load(open(record))             # what the killed process had written
+  kept = before["per_n"]
   assert 1 <= len(kept) < 4
   assert evaluate.main([*SCRATCH, *SCHEDULE, "--out", killed, "--resume"]) == 0
   assert evaluate.main([*SCRATCH, *SCHEDULE, "--out", whole]) == 0
@@ -170,3 +171,8 @@ def test_an_evaluation_killed_mid_way_resumes_without_recomputing(tmp_path):
     assert (a["classes"], a["lr"], a["test_runs"], a["train_runs"]) == (
         b["classes"], b["lr"], b["test_runs"], b["train_runs"])
   assert resumed["forgetting"] == uninterrupted["forgetting"]
+  # each shorter stream's forgetting is kept, the killed record's with its time
+  assert [e["forgetting"]["classes"] for e in resumed["earlier"]] == [3, 4, 5]
+  assert [e["forgetting"] for e in resumed["earlier"]] == [
+      e["forgetting"] for e in uninterrupted["earlier"]]
+  assert {"forgetting": before["forgetting"], "seconds": before["seconds"]} in resumed["earlier"]
