@@ -110,9 +110,9 @@ def test_trains_from_the_command_line_and_evaluates_with_a_head(tmp_path):
   checkpointing.export_params(w, npz)
   cfg.init_params = npz
   state = training.warm_start(cfg, net, meta.init_state(cfg, net))
-  for k in ("nm", "pln"):
-    jax.tree.map(np.testing.assert_array_equal, state.params[k]["features"] if k == "pln"
-                 else state.params[k], params[k]["features"] if k == "pln" else params[k])
+  jax.tree.map(np.testing.assert_array_equal, state.params["nm"], params["nm"])
+  jax.tree.map(np.testing.assert_array_equal, state.params["pln"]["features"],
+               params["pln"]["features"])
   assert int(state.step) == 0
   cfg.model.pln_channels += 1
   with pytest.raises(checkpointing.CheckpointError, match="do not fit the network"):
