@@ -20,9 +20,10 @@ import jax.numpy as jnp
 import numpy as np
 from absl import flags
 
-from anml_jax import analysis, checkpointing, cli, data, methods, provenance, reporting
+from anml_jax import analysis, checkpointing, cli, configs, data, methods, provenance, reporting
 
-TRAIN_PER_CLASS = 15
+# The meta-test split: the first drawings of a class are learnt, the rest tested.
+TRAIN_PER_CLASS = configs.get_eval_config().train_per_class
 
 
 def sparsity(reps: dict, prefix: str, rel: float) -> dict:
@@ -102,7 +103,7 @@ def main(argv=None):
   own = test_set(reps[""])
   result = {"provenance": provenance.record(["analyze.py", *argv]),
             "checkpoint": args.checkpoint, "checkpoint_step": step, "method": cfg.method,
-            "classes": int(n), "test_images": int(n * (20 - TRAIN_PER_CLASS)),
+            "classes": int(n), "test_images": int(n * (images.shape[1] - TRAIN_PER_CLASS)),
             "seed": args.seed, "relative_threshold": args.rel,
             "sparsity": sparsity(own, prefix, args.rel)}
   if oml is not None:
@@ -111,8 +112,9 @@ def main(argv=None):
     result["sparsity"].update(o)
     result["oml_checkpoint"], result["oml_checkpoint_step"] = args.oml_checkpoint, oml[3]
 
-  knn = {"k": args.k, "split": f"meta-test split of {n} evaluation classes: drawings 1-15 "
-                               "are the neighbours, drawings 16-20 are classified"}
+  knn = {"k": args.k, "split": f"meta-test split of {n} evaluation classes: drawings "
+                               f"1-{TRAIN_PER_CLASS} are the neighbours, drawings "
+                               f"{TRAIN_PER_CLASS + 1}-{images.shape[1]} are classified"}
   for name, v in reps[""].items():
     if name != "gate":
       knn[name if arch == "anml" else prefix] = analysis.knn_on_drawings(np.asarray(v), args.k)
@@ -133,7 +135,7 @@ def main(argv=None):
   for name in ("pln_before_gate", "pln_after_gate", "representation"):
     if name in reps[""]:
       panels[name if arch == "anml" else prefix] = reps[""][name]
-  labels = np.repeat(np.arange(args.tsne_classes), 20)
+  labels = np.repeat(np.arange(args.tsne_classes), images.shape[1])
   reporting.plot_tsne({k: analysis.tsne_2d(np.asarray(v[shown]).reshape(-1, v.shape[-1]), args.seed)
                        for k, v in panels.items()}, labels,
                       os.path.join(args.out, "tsne.png"), knn)

@@ -167,7 +167,7 @@ def main(argv=None):
     configs.validate_eval(fv.eval_config)
     if fv.config is not None:
       cfg = fv.config
-      if methods.get(cfg.method).make_step is not None:
+      if methods.get(cfg.method).trained:
         raise cli.UsageError(f"--config describes the {cfg.method} method, which is "
                              "trained: evaluate a run of it with --checkpoint")
       net = methods.network(cfg)

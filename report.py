@@ -21,11 +21,13 @@ REPO = os.path.dirname(os.path.abspath(__file__))
 ALL_N = (10, 50, 75, 100, 200, 300, 400, 500, 600)
 README_N = (10, 50, 100, 200, 400, 600)
 
+_DRAWER = (("split", "drawer"),)
 _ANML = (("method", "anml"), ("steps", 20000), ("first_order", False),
-         ("finetune", "pln/head"), ("learner", "adam"))
-_OML = (("method", "oml"), ("steps", 20000), ("learner", "adam"))
-_PRETRAIN = (("method", "pretrain"), ("steps", 2000), ("finetune", "pln/head"),
-             ("learner", "adam"))
+         ("zap", "trajectory"), *_DRAWER, ("finetune", "pln/head"), ("learner", "adam"))
+_OML = (("method", "oml"), ("steps", 20000), ("zap", "trajectory"), *_DRAWER,
+        ("learner", "adam"))
+_PRETRAIN = (("method", "pretrain"), ("steps", 2000), ("zap", "none"), *_DRAWER,
+             ("finetune", "pln/head"), ("learner", "adam"))
 
 # The rows of the main table: (name in README.md, name in results/README.md, spec).
 MAIN = (
@@ -33,8 +35,8 @@ MAIN = (
      _ANML + (("oracle", False),)),
     ("ours: ANML meta-trained first order (the released code's meta-gradient)",
      "ANML meta-trained first order (released code's meta-gradient)",
-     (("method", "anml"), ("steps", 20000), ("first_order", True), ("oracle", False),
-      ("finetune", "pln/head"), ("learner", "adam"))),
+     (("method", "anml"), ("steps", 20000), ("first_order", True), ("zap", "trajectory"),
+      *_DRAWER, ("oracle", False), ("finetune", "pln/head"), ("learner", "adam"))),
     ("ours: ANML i.i.d. oracle (upper bound)", "ANML oracle (i.i.d.)",
      _ANML + (("oracle", True),)),
     ("ours: OML (its PLN re-learnt)", "OML (PLN re-learnt)",
@@ -46,11 +48,56 @@ MAIN = (
      _PRETRAIN + (("oracle", False),)),
     (None, "pretrain oracle (i.i.d.)", _PRETRAIN + (("oracle", True),)),
     ("ours: scratch (everything re-learnt)", "scratch (everything re-learnt)",
-     (("method", "scratch"), ("oracle", False), ("learner", "adam"))),
+     (("method", "scratch"), *_DRAWER, ("oracle", False), ("learner", "adam"))),
 )
+
+_SEQ = (("oracle", False), ("learner", "adam"), *_DRAWER)
+_HEAD, _ALL = (("finetune", "pln/head"),), (("finetune", "nm+pln"),)
+_ASB = (("method", "asb"), ("steps", 9000))
+
+
+def _zapping_specs() -> list[Spec]:
+  """Issue 23's table, {without, with zapping} x {i.i.d. pretraining, ASB,
+  ANML}: the classifier re-learnt, then the whole network ("unfrozen"); and
+  ANML under the random split of the drawings. The unzapped pretrain row is
+  the shipped file, the CPU run the zapped ones repeat with ``zap=epoch``."""
+  shipped = _shipped_pretrain()
+  rows = []
+  for how, relearnt in (("classifier re-learnt", _HEAD), ("everything re-learnt", _ALL)):
+    rows += [
+        Spec(f"pretrain (the shipped CPU run), no zapping ({how})",
+             _PRETRAIN[:3] + (("checkpoint_sha256", shipped),) + relearnt + _SEQ),
+        Spec(f"pretrain, zapping every epoch, Kaiming per row ({how})",
+             (("method", "pretrain"), ("steps", 2000), ("zap", "epoch"),
+              ("zap_scale", "row")) + relearnt + _SEQ),
+        Spec(f"pretrain, zapping every epoch, Frati et al.'s block std ({how})",
+             (("method", "pretrain"), ("steps", 2000), ("zap", "epoch"),
+              ("zap_scale", "block")) + relearnt + _SEQ),
+        Spec(f"ASB, no zapping ({how})", _ASB + (("zap", "none"),) + relearnt + _SEQ),
+        Spec(f"ASB, zapping ({how})", _ASB + (("zap", "trajectory"),) + relearnt + _SEQ),
+        Spec(f"ANML second order, its reset ({how})", _ANML[:4] + relearnt + _SEQ),
+        Spec(f"ANML first order, its reset ({how})",
+             (("method", "anml"), ("steps", 20000), ("first_order", True),
+              ("zap", "trajectory")) + relearnt + _SEQ),
+        Spec(f"ANML second order, no reset ({how})",
+             (("method", "anml"), ("steps", 20000), ("first_order", False),
+              ("zap", "none")) + relearnt + _SEQ),
+        Spec(f"ANML first order, no reset ({how})",
+             (("method", "anml"), ("steps", 20000), ("first_order", True),
+              ("zap", "none")) + relearnt + _SEQ)]
+  rows.append(Spec("ANML second order, its reset, random split of the drawings "
+                   "(classifier re-learnt)",
+                   _ANML[:4] + _HEAD + (("oracle", False), ("learner", "adam"),
+                                         ("split", "random"))))
+  return rows
 
 HEAD_NAMES = {"prototype": "nearest class mean", "prototype_cosine": "cosine class mean",
               "ridge": "ridge regression", "gaussian": "shared-covariance Gaussian"}
+
+
+def _shipped_pretrain() -> str:
+  return checkpointing.fingerprint(os.path.join(REPO, "results", "pretrained",
+                                                "pretrain_omniglot.npz"))
 
 
 def _heads_specs() -> list[Spec]:
@@ -59,8 +106,7 @@ def _heads_specs() -> list[Spec]:
   run, which is gone) and the features meta-trained for a closed-form head
   (streamhead, with and without the gate), each with Adam one image per
   step (the paper's learner), its oracle, and every closed-form head."""
-  shipped = checkpointing.fingerprint(os.path.join(REPO, "results", "pretrained",
-                                                   "pretrain_omniglot.npz"))
+  shipped = _shipped_pretrain()
   out = []
   for name, base, features in (
       ("ANML gated features", _ANML[:-1], "head_input"),
@@ -103,12 +149,14 @@ def blocks(entries) -> dict:
   readme = [Spec(r, m) for r, _, m in MAIN if r is not None]
   full = [Spec(f, m) for _, f, m in MAIN]
   present = [s for s in _heads_specs() if any(store.cell(entries, s, n) for n in ALL_N)]
+  zapping = [s for s in _zapping_specs() if any(store.cell(entries, s, n) for n in ALL_N)]
   return {
       ("README.md", "results-table"): store.table(
           entries, readme, README_N, std=False, published=_published_rows()),
       ("results/README.md", "results-table"): store.table(
           entries, full, ALL_N, published=_published_rows()),
       ("results/README.md", "heads-table"): store.table(entries, present, ALL_N),
+      ("results/README.md", "zapping-table"): store.table(entries, zapping, ALL_N),
   }
 
 

@@ -11,16 +11,11 @@ from anml_jax.checkpointing import export_params, load_run
 from anml_jax.continual import make_stream_evaluator
 from anml_jax.gating import Gated, gate, gated
 from anml_jax.learner import make_sequential_learner, make_sgd_learner
-from anml_jax.meta import (
-  MetaState,
-  init_state,
-  make_meta_gradient,
-  make_meta_loss,
-  make_meta_train_step,
-)
+from anml_jax.meta import MetaState, init_state, make_meta_loss
 from anml_jax.models import Network, head_only, head_params, make_anml, make_oml
+from anml_jax.steps import make_meta_gradient, make_meta_train_step, make_step
 
 __all__ = ["gate", "gated", "Gated", "make_anml", "make_oml", "Network", "head_only",
            "head_params", "make_sequential_learner", "make_sgd_learner", "MetaState", "init_state",
-           "make_meta_gradient", "make_meta_loss", "make_meta_train_step",
+           "make_meta_gradient", "make_meta_loss", "make_meta_train_step", "make_step",
            "make_stream_evaluator", "methods", "load_run", "export_params"]

@@ -22,8 +22,8 @@ from anml_jax.types import Params
 
 def probe_set(net: Network, params: Params, images: jax.Array,
               batch: int = 256) -> dict:
-  """Every probe of ``net`` on every image: (C, 20, 28, 28, 1) ->
-  {name: (C, 20, D_name)}."""
+  """Every probe of ``net`` on every image: (C, D, H, W, 1) ->
+  {name: (C, D, F_name)}."""
   if net.probes is None:
     raise ValueError(f"network {net.name!r} exposes no probes to analyse")
   return continual.map_images(lambda x: net.probes(params, x), images, batch)
@@ -59,7 +59,7 @@ def knn_accuracy(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray,
 
 
 def knn_on_drawings(reps: np.ndarray, k: int = 5, train_per_class: int = 15) -> float:
-  """KNN accuracy with the meta-test split: reps (C, 20, D) of C classes; the
+  """KNN accuracy with the meta-test split: reps (C, D, F) of C classes; the
   first ``train_per_class`` drawings of each class are the neighbours, the
   rest are classified."""
   c = reps.shape[0]

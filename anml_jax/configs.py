@@ -9,7 +9,7 @@ import math
 
 import ml_collections
 
-from anml_jax import heads, meta, methods
+from anml_jax import data, heads, meta, methods, steps
 
 NAMES = ("default", "smoke")
 EVAL_NAMES = ("default", "cpu", "smoke")
@@ -18,6 +18,14 @@ _DROPPED_KEYS = ("arch",)
 # Keys added later whose default changes the numbers (up to float rounding):
 # a config saved without them gets the value that reproduces its run exactly.
 _ADDED_KEYS = {"low_rank_head": False}
+# Keys saved by earlier versions that a new key replaces: old key -> function
+# of (its value, the method's entry) giving {new key: value}.
+_RENAMED_KEYS = {
+    # reset_head_rows (bool) became zap; a method that cannot zap (scratch)
+    # never used it.
+    "reset_head_rows": lambda v, entry: {
+        "zap": "trajectory" if v and "trajectory" in entry.zaps else "none"},
+}
 
 
 def get_config(name: str = "default", method: str = "anml") -> ml_collections.ConfigDict:
@@ -43,7 +51,12 @@ def get_config(name: str = "default", method: str = "anml") -> ml_collections.Co
   c.unroll = 1                    # lax.scan unroll of the inner loop
   c.low_rank_head = True          # SGD inner loop: head updates kept as factors
   c.shard = "auto"                # meta-batch over devices: auto | on | off
-  c.reset_head_rows = True        # reset_classifer(class) before each step
+  # The reset hook (anml_jax/steps.py ZAPS): 'none'; 'trajectory', redraw the
+  # head rows of the trajectory's class before each step (ANML's
+  # reset_classifer; zapping); 'epoch', every row at each epoch's start. Each
+  # method's entry names the ones it can use, and its default.
+  c.zap = "none"
+  c.zap_scale = "row"             # row: Kaiming std per row; block: Frati et al.'s
   c.pretrain_batch = 64
   # Closed-form-head meta-training (method 'streamhead'): episodes of `ways`
   # classes, `shots` support and `queries` query drawings each; the head
@@ -82,6 +95,14 @@ def validate(c: ml_collections.ConfigDict) -> None:
       raise ValueError(f"bad config: {msg}")
   need(c.method in methods.REGISTRY,
        f"method={c.method!r} must be one of {sorted(methods.REGISTRY)}")
+  entry = methods.get(c.method)
+  need(c.zap in entry.zaps,
+       f"zap={c.zap!r}: method {c.method!r} can use {', '.join(entry.zaps)} "
+       f"(anml_jax/steps.py ZAPS); choose one of those")
+  need(c.zap_scale in ("row", "block"), f"zap_scale={c.zap_scale!r} must be "
+       "'row' (Kaiming per row) or 'block' (over the rows drawn together)")
+  need(entry.estimator is not steps.asb or c.meta_batch == 1,
+       f"meta_batch={c.meta_batch}: asb learns one trajectory per step; use 1")
   for k in ("steps", "seeds", "traj_len", "meta_batch", "log_every", "ckpt_every",
             "keep_checkpoints", "num_train_classes", "pretrain_batch", "unroll"):
     need(int(c[k]) >= 1, f"{k}={c[k]} must be a positive integer")
@@ -93,9 +114,7 @@ def validate(c: ml_collections.ConfigDict) -> None:
   need(c.inner_optimizer in meta.INNER_OPTIMIZERS,
        f"inner_optimizer={c.inner_optimizer!r} must be one of "
        f"{sorted(meta.INNER_OPTIMIZERS)}")
-  need(c.traj_len <= 20, f"traj_len={c.traj_len}: a class has only 20 drawings")
-  need(c.shots + c.queries <= 20, f"shots={c.shots} + queries={c.queries}: a class "
-       "has only 20 drawings")
+  fits_drawings(c, data.DRAWINGS)
   need(c.ways <= c.num_train_classes,
        f"ways={c.ways} exceeds num_train_classes={c.num_train_classes}")
   need(c.head in heads.HEADS, f"head={c.head!r} must be a closed-form head: "
@@ -114,11 +133,36 @@ def validate(c: ml_collections.ConfigDict) -> None:
        f"ckpt_every={c.ckpt_every} must be a multiple of log_every={c.log_every}")
   need(len(c.inner_params) >= 1, "inner_params must name at least one prefix")
   need(c.shard in ("auto", "on", "off"), f"shard={c.shard!r} must be auto, on or off")
-  need(0 <= c.holdout_drawings <= 19,
-       f"holdout_drawings={c.holdout_drawings} must leave 1 to 20 drawings to train on")
+  need(0 <= c.holdout_drawings, f"holdout_drawings={c.holdout_drawings} must be >= 0")
   need(c.holdout_drawings == 0 or methods.get(c.method).make_validation is not None,
        f"holdout_drawings={c.holdout_drawings}: method {c.method!r} has no held-out "
        "score; leave it 0")
+
+
+def fits_drawings(c: ml_collections.ConfigDict, drawings: int) -> None:
+  """Raises ValueError unless what one step samples of a class fits in the
+  dataset's ``drawings`` per class (the loader's ``data.DRAWINGS`` before any
+  data loads, the images' own count in ``training.train``)."""
+  def need(ok, msg):
+    if not ok:
+      raise ValueError(f"bad config: {msg}; the data's classes have {drawings} "
+                       "drawings each: lower it")
+  need(c.traj_len <= drawings, f"traj_len={c.traj_len}")
+  need(c.shots + c.queries <= drawings, f"shots={c.shots} + queries={c.queries}")
+  need(c.holdout_drawings < drawings,
+       f"holdout_drawings={c.holdout_drawings} leaves no drawing to train on")
+
+
+def upgrade(saved: dict) -> dict:
+  """A saved config dict in this version's keys: dropped keys removed, added
+  keys given the value that reproduces the run, renamed keys translated
+  (``reset_head_rows`` -> ``zap``)."""
+  saved = {**_ADDED_KEYS, **{k: v for k, v in saved.items() if k not in _DROPPED_KEYS}}
+  entry = methods.get(saved["method"])
+  for old, new in _RENAMED_KEYS.items():
+    if old in saved:
+      saved.update(new(saved.pop(old), entry))
+  return saved
 
 
 def from_dict(saved: dict) -> ml_collections.ConfigDict:
@@ -126,7 +170,7 @@ def from_dict(saved: dict) -> ml_collections.ConfigDict:
   tuples stay tuples, keys added since the run was made take their defaults
   (which reproduce the earlier behaviour) or, where the default would not,
   the value in ``_ADDED_KEYS``; unknown keys are an error."""
-  saved = {**_ADDED_KEYS, **{k: v for k, v in saved.items() if k not in _DROPPED_KEYS}}
+  saved = upgrade(saved)
   c = get_config(saved.get("name", "default"), saved["method"])
   _fill(c, saved, "")
   return c
@@ -172,6 +216,10 @@ def get_eval_config(name: str = "default") -> ml_collections.ConfigDict:
   c.class_pool = 650           # keep = choice(range(650), N)
   c.search_pool = 963          # lr search on meta-training-side classes
   c.train_per_class = 15       # first 15 drawings train, last 5 test
+  # Which drawings are first (data.order_drawings): 'drawer' (1-15 learnt,
+  # 16-20 held out) or 'random' (a seeded permutation per class).
+  c.split = "drawer"
+  c.split_seed = 0
   c.seed = 222                 # evaluate_classification.py --seed default
   # Images predicted at once per device, summed over the streams run in
   # parallel (runs x lrs): bounds the meta-test memory (bench/README.md).
@@ -209,9 +257,10 @@ def validate_eval(c: ml_collections.ConfigDict) -> None:
     need(int(c[k]) >= 1, f"{k}={c[k]} must be a positive integer")
   need(len(c.lrs) >= 1 and all(lr > 0 and math.isfinite(lr) for lr in c.lrs),
        f"lrs={c.lrs} must list positive numbers")
-  need(1 <= c.train_per_class <= 19,
-       f"train_per_class={c.train_per_class} must leave 1 to 19 of a class's 20 "
-       "drawings for training")
+  need(1 <= c.train_per_class < data.DRAWINGS,
+       f"train_per_class={c.train_per_class} must leave 1 to {data.DRAWINGS - 1} of a "
+       f"class's {data.DRAWINGS} drawings for training and at least one to test")
+  need(c.split in data.SPLITS, f"split={c.split!r} must be one of {', '.join(data.SPLITS)}")
   need(c.learner == "adam" or c.learner in heads.HEADS,
        f"learner={c.learner!r} must be 'adam' or a closed-form head: "
        f"{', '.join(sorted(heads.HEADS))}")

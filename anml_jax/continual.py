@@ -45,12 +45,12 @@ def split_drawings(images: jax.Array, classes: jax.Array, train_per_class: int):
   """Gathers a stream's images.
 
   Args:
-    images: (C, 20, ...) one Omniglot set.
+    images: (C, D, ...) one Omniglot set.
     classes: (N,) class indices in learning order.
   Returns:
-    (x_train (N * k, ...), y_train (N * k,), x_test (N * (20 - k), ...),
-    y_test (N * (20 - k),)) with k = train_per_class; drawings [0, k) train,
-    [k, 20) held-out test. Labels are the class indices.
+    (x_train (N * k, ...), y_train (N * k,), x_test (N * (D - k), ...),
+    y_test (N * (D - k),)) with k = train_per_class; drawings [0, k) train,
+    [k, D) held-out test. Labels are the class indices.
   """
   d = images.shape[1]
   sel = images[classes]
@@ -89,9 +89,9 @@ def make_stream_evaluator(net: Network, *, finetune_params: Sequence[str],
       also the learning order).
     lrs: (L,) learning rates, all tried on every run.
     classes: (R, N) class indices of each run, in learning order.
-    images: (C, 20, ...) the Omniglot set the classes index: images
-      (C, 20, 28, 28, 1), or features (C, 20, D) for :func:`models.head_only`.
-    ctx: (C, 20, D) context precomputed for every image, or None if the
+    images: (C, D, ...) the Omniglot set the classes index: images
+      (C, D, H, W, 1), or features (C, D, F) for :func:`models.head_only`.
+    ctx: (C, D, F) context precomputed for every image, or None if the
       context's parameters are fine-tuned (then it is recomputed per step).
   """
   def one_run_one_lr(params, lr, stream, x_tr, y_tr, c_tr, x_te, y_te, c_te, n):
@@ -130,8 +130,8 @@ def make_stream_evaluator(net: Network, *, finetune_params: Sequence[str],
 
 def map_images(fn: Callable, images: jax.Array, batch: int = 512):
   """Applies ``fn`` ((B, ...) images -> (B, D), or a pytree of such) to every
-  image of an Omniglot set, ``batch`` images at a time: (C, 20, ...) ->
-  (C, 20, D) (the same pytree)."""
+  image of an Omniglot set, ``batch`` images at a time: (C, D, ...) ->
+  (C, D, F) (the same pytree)."""
   flat = images.reshape((-1,) + images.shape[2:])
   out = jax.lax.map(lambda x: jax.tree.map(lambda a: a[0], fn(x[None])), flat,
                     batch_size=batch)
@@ -140,13 +140,13 @@ def map_images(fn: Callable, images: jax.Array, batch: int = 512):
 
 def compute_context(net: Network, params: Params, images: jax.Array,
                     batch: int = 512) -> jax.Array:
-  """(C, 20, 28, 28, 1) -> (C, 20, C') context of every image, batched."""
+  """(C, D, H, W, 1) -> (C, D, C') context of every image, batched."""
   return map_images(lambda x: net.context(params, x), images, batch)
 
 
 def compute_features(net: Network, params: Params, images: jax.Array,
                      batch: int = 512) -> jax.Array:
-  """(C, 20, 28, 28, 1) -> (C, 20, D) head input of every image, batched."""
+  """(C, D, H, W, 1) -> (C, D, F) head input of every image, batched."""
   return map_images(lambda x: net.features(params, x, net.context(params, x)),
                     images, batch)
 

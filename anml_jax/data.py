@@ -44,7 +44,8 @@ class Omniglot(NamedTuple):
   """Both Omniglot sets as preprocessed arrays.
 
   Attributes:
-    background: (964, 20, 28, 28, 1) float32, the meta-training side.
+    background: (964, 20, 28, 28, 1) float32, the meta-training side (uint8
+      0..255 when loaded ``raw``).
     evaluation: (659, 20, 28, 28, 1) float32, the meta-test side.
     background_names, evaluation_names: 'Alphabet/characterNN' per class.
   """
@@ -57,6 +58,27 @@ class Omniglot(NamedTuple):
 def preprocess(raw_uint8: np.ndarray) -> np.ndarray:
   """uint8 (..., 28, 28) in 0..255 -> float32 (..., 28, 28, 1), normalised."""
   return ((raw_uint8.astype(np.float32) - MEAN) / STD)[..., None]
+
+
+# preprocess of every uint8 value: to_float looks pixels up in it, so the
+# numbers are :func:`preprocess`'s exactly (XLA's float division on the CPU is
+# not correctly rounded: dividing inside jit differs in the last bit).
+_LEVELS = preprocess(np.arange(256, dtype=np.uint8))[..., 0]
+
+
+def to_float(images: jax.Array) -> jax.Array:
+  """Inside jit: uint8 images (..., H, W, 1) as kept on the device ->
+  float32, normalised: bit for bit :func:`preprocess`'s values (a 256-entry
+  table); float images pass unchanged."""
+  if images.dtype != jnp.uint8:
+    return images
+  return jnp.asarray(_LEVELS)[images.astype(jnp.int32)]
+
+
+def as_float(batch):
+  """:func:`to_float` on every uint8 leaf of a sampled batch (labels are
+  int32 and pass unchanged)."""
+  return jax.tree.map(to_float, batch)
 
 
 def _resize(png_bytes: bytes) -> np.ndarray:
@@ -179,7 +201,7 @@ def _load_tfds(data_dir: str | None) -> tuple:
 
 
 def load_omniglot(omniglot_dir: str | None = None, *, source: str = "zip",
-                  cache_dir: str | None = None) -> Omniglot:
+                  cache_dir: str | None = None, raw: bool = False) -> Omniglot:
   """Loads (and caches) both Omniglot sets.
 
   Args:
@@ -187,6 +209,9 @@ def load_omniglot(omniglot_dir: str | None = None, *, source: str = "zip",
       (source='zip'); defaults to :func:`default_omniglot_dir`.
     source: 'zip' (offline, reads the zips) or 'tfds' (downloads via TFDS).
     cache_dir: where decoded arrays are kept; defaults to ~/.cache/anml_jax.
+    raw: keep the images uint8, (C, 20, 28, 28, 1) in 0..255, a quarter of
+      the float32 copy's memory; the training step normalises the images it
+      samples (:func:`to_float`, inside jit).
 
   Returns:
     :class:`Omniglot`.
@@ -215,13 +240,15 @@ def load_omniglot(omniglot_dir: str | None = None, *, source: str = "zip",
     np.savez(tmp, background=bg, evaluation=ev,
              background_names=np.array(bg_names), evaluation_names=np.array(ev_names))
     os.replace(tmp, cache)
-  return Omniglot(preprocess(bg), preprocess(ev), bg_names, ev_names)
+  prep = (lambda a: a[..., None]) if raw else preprocess
+  return Omniglot(prep(bg), prep(ev), bg_names, ev_names)
 
 
 def synthetic_omniglot(key: int = 0, background: int = 30, evaluation: int = 20,
-                       noise: float = 0.3) -> Omniglot:
+                       noise: float = 0.3, raw: bool = False) -> Omniglot:
   """Small learnable stand-in: each class is a fixed random stroke pattern
-  plus per-drawing noise, preprocessed like the real data. For tests/smoke."""
+  plus per-drawing noise, preprocessed like the real data (``raw``: uint8,
+  as :func:`load_omniglot`'s). For tests/smoke."""
   rng = np.random.default_rng(key)
 
   def make(n):
@@ -231,9 +258,35 @@ def synthetic_omniglot(key: int = 0, background: int = 30, evaluation: int = 20,
     return raw
 
   bg, ev = make(background), make(evaluation)
-  return Omniglot(preprocess(bg), preprocess(ev),
+  prep = (lambda a: a[..., None]) if raw else preprocess
+  return Omniglot(prep(bg), prep(ev),
                   [f"synthetic/bg{c}" for c in range(background)],
                   [f"synthetic/ev{c}" for c in range(evaluation)])
+
+
+SPLITS = ("drawer", "random")
+
+
+def order_drawings(images: np.ndarray, split: str, seed=0) -> np.ndarray:
+  """The drawings of every class of ``images`` (C, D, ...) in the order a
+  meta-test splits them (the first ``train_per_class`` learnt, the rest held
+  out): 'drawer', as stored (Omniglot: by file name, i.e. drawers 1..20, so
+  drawers 1-15 are learnt and 16-20 held out); 'random', a permutation per
+  class drawn from ``seed`` (an int or a tuple of ints, numpy's
+  ``default_rng``; the same for the same seed and class count).
+
+  The original meta-test takes the first 15 files ``os.listdir`` returns, so
+  its split depends on the disk (docs/fidelity.md); 'random' is the
+  disk-free version of that.
+  """
+  if split not in SPLITS:
+    raise ValueError(f"split={split!r} must be one of {SPLITS}")
+  if split == "drawer":
+    return images
+  rng = np.random.default_rng(seed)
+  order = np.stack([rng.permutation(images.shape[1]) for _ in range(images.shape[0])])
+  return np.take_along_axis(images, order.reshape(order.shape + (1,) * (images.ndim - 2)),
+                            axis=1)
 
 
 class TaskBatch(NamedTuple):

@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from anml_jax import configs, continual, heads, methods, sharding
+from anml_jax import configs, continual, data, heads, methods, sharding
 from anml_jax.data import Omniglot
 from anml_jax.learner import context_is_static
 from anml_jax.models import Network, head_only, head_params
@@ -55,14 +55,14 @@ def only_the_head(net: Network, finetune: Sequence[str]) -> bool:
 
 def stream_inputs(net: Network, params, finetune: Sequence[str], images: jax.Array,
                   frozen_features: bool = True):
-  """What a stream evaluator over ``images`` (C, 20, 28, 28, 1) runs on:
+  """What a stream evaluator over ``images`` (C, D, H, W, 1) runs on:
   ``(net, params, images, ctx)`` for :func:`continual.make_stream_evaluator`.
 
   * only the head re-learnt (and ``frozen_features``): the head alone
-    (:func:`models.head_only`) on every image's features (C, 20, D), computed
+    (:func:`models.head_only`) on every image's features (C, D, F), computed
     once, batched;
   * the context's parameters frozen: the network on the images, with the
-    context (C, 20, D) computed once;
+    context (C, D, F) computed once;
   * otherwise the network on the images, everything recomputed per step.
   """
   if frozen_features and only_the_head(net, finetune):
@@ -105,7 +105,7 @@ def _adam_streams(net: Network, params, finetune, bg, ev, ecfg, mesh) -> Callabl
 
 
 def closed_form_features(net: Network, params, images: jax.Array, which: str) -> jax.Array:
-  """(C, 20, 28, 28, 1) -> (C, 20, d): what a closed-form head learns from:
+  """(C, D, H, W, 1) -> (C, D, d): what a closed-form head learns from:
   ``'head_input'`` (the input of ``net``'s output layer; ANML: the gated PLN
   features) or ``'context'`` (ANML: the NM's output; OML: the RLN's)."""
   if which == "context":
@@ -171,8 +171,10 @@ def meta_test(method: str, net: Network, params, omniglot: Omniglot, ecfg,
   """
   configs.validate_eval(ecfg)
   oracle = bool(ecfg.oracle)
-  bg = jnp.asarray(omniglot.background[:ecfg.search_pool])
-  ev = jnp.asarray(omniglot.evaluation[:ecfg.class_pool])
+  order = lambda a, side: data.order_drawings(np.asarray(a), ecfg.split,
+                                              (ecfg.split_seed, side))
+  bg = jnp.asarray(order(omniglot.background[:ecfg.search_pool], 0))
+  ev = jnp.asarray(order(omniglot.evaluation[:ecfg.class_pool], 1))
   t0 = time.perf_counter()   # the record's seconds include the features
   finetune = relearnt(method, net, ecfg)
   if ecfg.learner == "adam":

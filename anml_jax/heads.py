@@ -200,7 +200,7 @@ def make_head_evaluator(head: Head, *, train_per_class: int = 15, block: int = 6
     regs: (L,) regularisers, each read out of the same statistics (ignored by
       a head without one; pass one value).
     classes: (R, N) class indices of each run, in learning order.
-    features: (C, 20, d) every image's features.
+    features: (C, D, d) every image's features.
   With ``train_scores`` False the train accuracies are NaN (the lr search
   needs only the test scores, and scoring 15 N images costs most).
   """

@@ -1,6 +1,7 @@
-"""Meta-loss, meta-state and the jitted meta-training step.
+"""Meta-state, the meta-losses and the jitted chunk of steps.
 
-The meta-loss is the loss of the inner-loop-adapted network on the remember
+The steps themselves are composed from parts in :mod:`anml_jax.steps`. The
+meta-loss is the loss of the inner-loop-adapted network on the remember
 set (random images of all meta-train classes plus the trajectory class),
 differentiated through the whole inner trajectory with respect to the initial
 parameters of every network (second order unless ``first_order``).
@@ -21,7 +22,7 @@ from anml_jax.learner import (
   make_sequential_learner,
   make_sgd_learner,
 )
-from anml_jax.models import Network, reinit_head
+from anml_jax.models import Network
 from anml_jax.types import Params
 
 
@@ -105,7 +106,7 @@ def make_meta_loss(cfg, net: Network) -> Callable:
   """Returns ``meta_loss(params, task) -> (loss, aux)`` for one unbatched task.
 
   task: :class:`data.TaskBatch` without the meta-batch axis, i.e. x_traj
-  (T, 28, 28, 1), y_traj (T,), x_rem (R + T, 28, 28, 1), y_rem (R + T,).
+  (T, H, W, 1), y_traj (T,), x_rem (R + T, H, W, 1), y_rem (R + T,).
   aux: dict of scalars 'inner_loss' (mean over the trajectory), 'accuracy'
   (remember set, after adaptation).
   """
@@ -132,103 +133,6 @@ def make_meta_loss(cfg, net: Network) -> Callable:
   return meta_loss
 
 
-def make_meta_gradient(cfg, net: Network, mesh=None) -> Callable:
-  """Returns a pure ``meta_gradient(params, key, images) -> (params, grads,
-  loss, aux)``: samples a meta-batch of ``cfg.meta_batch`` tasks with ``key``,
-  redraws the head rows of their classes (``cfg.reset_head_rows``, as the
-  original), and differentiates the meta-loss averaged over tasks (vmap).
-
-  images: (C, 20, 28, 28, 1) meta-train classes on device. The returned
-  ``params`` are the input with the head rows redrawn (the point at which
-  ``grads`` were taken).
-
-  mesh: optional :func:`sharding.make_mesh`; the sampled tasks are split over
-  its devices (``cfg.meta_batch`` must be a multiple of its size), params and
-  images are expected replicated. The result equals the one-device gradient
-  up to float summation order.
-  """
-  sharding.check_divisible(cfg.meta_batch, mesh, "meta_batch")
-  meta_loss = make_meta_loss(cfg, net)
-
-  def batched_loss(params, tasks):
-    losses, aux = jax.vmap(meta_loss, in_axes=(None, 0))(params, tasks)
-    return losses.mean(), jax.tree.map(jnp.mean, aux)
-
-  def meta_gradient(params, key, images):
-    k_task, k_reset = jax.random.split(key)
-    tasks = data_lib.sample_tasks(
-        k_task, images, meta_batch=cfg.meta_batch, traj_len=cfg.traj_len,
-        remember_size=cfg.remember_size)
-    tasks = sharding.constrain_batch(tasks, mesh)
-    if cfg.reset_head_rows:
-      params = reinit_head(params, net.head_path, k_reset, tasks.y_traj[:, 0])
-    (loss, aux), grads = jax.value_and_grad(batched_loss, has_aux=True)(
-        params, tasks)
-    return params, grads, loss, aux
-
-  return meta_gradient
-
-
-def make_meta_train_step(cfg, net: Network, mesh=None) -> Callable:
-  """Returns a pure ``step(state, images) -> (state, metrics)``; jit it.
-
-  One Adam step on the meta-gradient of :func:`make_meta_gradient` (same
-  ``images`` and ``mesh``). metrics: 'loss', 'inner_loss', 'accuracy'
-  (remember set after the inner loop), 'grad_norm', 'nm_grad_norm' (norm of
-  the meta-gradient of the context parameters, NM for ANML).
-  """
-  meta_gradient = make_meta_gradient(cfg, net, mesh)
-  opt = make_optimizer(cfg)
-
-  def step(state: MetaState, images: jax.Array):
-    key, k_step = jax.random.split(jax.random.wrap_key_data(state.key))
-    params, grads, loss, aux = meta_gradient(state.params, k_step, images)
-    updates, opt_state = opt.update(grads, state.opt_state, params)
-    params = optax.apply_updates(params, updates)
-    ctx_grads = [grads[k] for k in net.context_keys]
-    metrics = {"loss": loss, **aux, "grad_norm": optax.tree.norm(grads),
-               "nm_grad_norm": optax.tree.norm(ctx_grads)}
-    return MetaState(params, opt_state, jax.random.key_data(key),
-                     state.step + 1), metrics
-
-  return step
-
-
-def make_pretrain_step(cfg, net: Network, mesh=None) -> Callable:
-  """Supervised pretraining step (the pretrain-and-transfer baseline).
-
-  ``step(state, images) -> (state, metrics)``: one Adam step on
-  ``cfg.pretrain_batch`` i.i.d. images of the meta-train classes, all
-  parameters trained, cross-entropy on the class index; the last
-  ``cfg.holdout_drawings`` drawings of every class are never trained on (see
-  :func:`make_holdout_accuracy`). ``mesh`` splits the batch over devices as in
-  :func:`make_meta_train_step`.
-  """
-  sharding.check_divisible(cfg.pretrain_batch, mesh, "pretrain_batch")
-  opt = make_optimizer(cfg)
-  kept = data_lib.DRAWINGS - cfg.holdout_drawings
-
-  def loss_fn(params, x, y):
-    logits = net.apply(params, x)
-    return cross_entropy(logits, y), jnp.mean(logits.argmax(-1) == y)
-
-  def step(state: MetaState, images: jax.Array):
-    key = jax.random.wrap_key_data(state.key)
-    key, k_batch = jax.random.split(key)
-    x, y = data_lib.sample_iid_batch(k_batch, images[:, :kept], cfg.pretrain_batch)
-    x, y = sharding.constrain_batch((x, y), mesh)
-    (loss, acc), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-        state.params, x, y)
-    updates, opt_state = opt.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
-    metrics = {"loss": loss, "accuracy": acc,
-               "grad_norm": optax.tree.norm(grads)}
-    return MetaState(params, opt_state, jax.random.key_data(key),
-                     state.step + 1), metrics
-
-  return step
-
-
 def make_head_meta_loss(cfg, net: Network) -> Callable:
   """Returns ``loss(params, episode) -> (loss, accuracy)``: the closed-form
   head ``cfg.head`` learns the episode's support stream in one pass (its
@@ -253,43 +157,16 @@ def make_head_meta_loss(cfg, net: Network) -> Callable:
   return loss_fn
 
 
-def make_head_train_step(cfg, net: Network, mesh=None) -> Callable:
-  """Meta-training for a closed-form head: ``step(state, images) -> (state,
-  metrics)``, one Adam step on :func:`make_head_meta_loss` of an episode of
-  ``cfg.ways`` classes (``cfg.shots`` support and ``cfg.queries`` query
-  drawings each, :func:`data.sample_episode`) of ``images`` (C, 20, 28, 28,
-  1). metrics: 'loss', 'accuracy' (queries), 'grad_norm', 'nm_grad_norm'.
-  ``mesh`` is not used: one episode is one program.
-  """
-  del mesh
-  loss_fn = make_head_meta_loss(cfg, net)
-  opt = make_optimizer(cfg)
-
-  def step(state: MetaState, images: jax.Array):
-    key, k_ep = jax.random.split(jax.random.wrap_key_data(state.key))
-    ep = data_lib.sample_episode(k_ep, images, ways=cfg.ways, shots=cfg.shots,
-                                 queries=cfg.queries)
-    (loss, acc), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, ep)
-    updates, opt_state = opt.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
-    metrics = {"loss": loss, "accuracy": acc, "grad_norm": optax.tree.norm(grads),
-               "nm_grad_norm": optax.tree.norm([grads[k] for k in net.context_keys])}
-    return MetaState(params, opt_state, jax.random.key_data(key),
-                     state.step + 1), metrics
-
-  return step
-
-
 def make_holdout_accuracy(cfg, net: Network, batch: int = 256) -> Callable:
   """``accuracy(params, images) -> ()``: the network's accuracy at naming the
   class of the last ``cfg.holdout_drawings`` drawings of every class of
-  ``images`` (C, 20, 28, 28, 1), the drawings :func:`make_pretrain_step`
-  leaves out; ``batch`` images at a time. A validation score for choosing a
-  pretraining budget."""
+  ``images`` (C, D, H, W, 1), the drawings pretraining
+  (:func:`steps.iid_batches`) leaves out; ``batch`` images at a time. A
+  validation score for choosing a pretraining budget."""
   k = cfg.holdout_drawings
 
   def accuracy(params, images):
-    held = images[:, data_lib.DRAWINGS - k:]
+    held = data_lib.to_float(images[:, images.shape[1] - k:])
     x = held.reshape((-1,) + held.shape[2:])
     y = jnp.repeat(jnp.arange(images.shape[0]), k)
     pred = jax.lax.map(lambda xi: jnp.argmax(net.apply(params, xi[None])[0]), x,

@@ -2,26 +2,30 @@
 
 An entry says everything that differs between methods: its network, its
 config values that differ from the shared defaults (``configs.get_config``),
-its training step, and what it re-learns at meta-test. Adding a method (a new
-step factory, or a new way of freezing) is one :func:`register` call here
-plus its tests; ``train.py``, ``evaluate.py`` and the library look it up.
+the parts its training step is composed of (:mod:`anml_jax.steps`), and what
+it re-learns at meta-test. Adding a method is one :func:`register` call, here
+or from outside the package, with keyword arguments; ``train.py``,
+``evaluate.py`` and the library look it up.
 """
 from typing import Callable, NamedTuple
 
-from anml_jax import meta, models
+from anml_jax import meta, models, steps
 from anml_jax.models import Network
 
 
 class Method(NamedTuple):
-  """A registry entry.
+  """A registry entry: a method declared by its parts.
 
   Attributes:
     name: the config's ``method`` value.
     arch: the network, a key of :data:`ARCHITECTURES`.
     finetune: parameter prefixes re-learnt at meta-test (the rest is frozen).
-    make_step: ``(cfg, net, mesh) -> step(state, images) -> (state,
-      metrics)``, or None for a method that is not trained (scratch).
-    batch_key: the config key of the batch split over devices.
+    sampler, estimator: the step's parts (:mod:`anml_jax.steps`), factories
+      over ``(cfg, net)``; estimator None for a method that is not trained
+      (scratch).
+    zaps: the resets (config ``zap``, :data:`steps.ZAPS`) the method can use.
+    batch_key: the config key of the batch split over devices; None: the
+      step runs on one device.
     make_validation: ``(cfg, net) -> score(params, images) -> ()``, logged at
       every checkpoint when ``cfg.holdout_drawings`` > 0; None if the method
       has no held-out score.
@@ -31,11 +35,27 @@ class Method(NamedTuple):
   name: str
   arch: str
   finetune: tuple
-  make_step: Callable | None
-  batch_key: str | None
-  make_validation: Callable | None
-  config: dict
-  description: str
+  sampler: Callable | None = None
+  estimator: Callable | None = None
+  zaps: tuple = ("none",)
+  batch_key: str | None = None
+  make_validation: Callable | None = None
+  config: dict = {}
+  description: str = ""
+
+  @property
+  def trained(self) -> bool:
+    return self.estimator is not None
+
+  def make_step(self, cfg, net: Network, mesh=None) -> Callable:
+    """``step(state, images) -> (state, metrics)`` (:func:`steps.make_step`)."""
+    if not self.trained:
+      raise ValueError(f"method {self.name!r} is not trained ({self.description})")
+    if cfg.zap not in self.zaps:
+      raise ValueError(f"zap={cfg.zap!r}: method {self.name!r} can use "
+                       f"{', '.join(self.zaps)}")
+    return steps.make_step(cfg, net, mesh, sampler=self.sampler, estimator=self.estimator,
+                           batch_key=self.batch_key)
 
 
 def _anml(m) -> Network:
@@ -79,23 +99,43 @@ def network(cfg) -> Network:
 # evaluation of ANML and of their pretrained baseline (the original README's
 # first command, ``--rln 13``, freezes the same tensors); OML its PLN (RLN
 # frozen), as Javed & White; scratch everything, having no features worth
-# keeping.
+# keeping. ASB as ANML (Frati et al. evaluate both ways; ``--eval_config.
+# finetune=nm,pln`` re-learns the whole network).
 register(Method(
-    "anml", "anml", ("pln/head",), meta.make_meta_train_step, "meta_batch", None, {},
-    "ANML: a neuromodulatory gate on the PLN, meta-learned through the inner loop"))
+    name="anml", arch="anml", finetune=("pln/head",),
+    sampler=steps.trajectories, estimator=steps.unrolled, batch_key="meta_batch",
+    zaps=("none", "trajectory"), config={"zap": "trajectory"},
+    description="ANML: a neuromodulatory gate on the PLN, meta-learned through the "
+    "inner loop"))
 register(Method(
-    "oml", "oml", ("pln",), meta.make_meta_train_step, "meta_batch", None,
+    name="oml", arch="oml", finetune=("pln",),
+    sampler=steps.trajectories, estimator=steps.unrolled, batch_key="meta_batch",
+    zaps=("none", "trajectory"),
     # OML README (Javed & White 2019): --meta_lr 1e-4 --update_lr 0.03
-    {"meta_lr": 1e-4, "inner_lr": 0.03},
-    "OML: a meta-learned representation (RLN) under a fast PLN"))
+    config={"zap": "trajectory", "meta_lr": 1e-4, "inner_lr": 0.03},
+    description="OML: a meta-learned representation (RLN) under a fast PLN"))
 register(Method(
-    "pretrain", "anml", ("pln/head",), meta.make_pretrain_step, "pretrain_batch",
-    meta.make_holdout_accuracy, {"reset_head_rows": False},
-    "pretrain-and-transfer: ANML's network trained i.i.d. on the meta-train classes"))
+    name="asb", arch="anml", finetune=("pln/head",),
+    sampler=steps.trajectories, estimator=steps.asb, batch_key=None,
+    zaps=("none", "trajectory"),
+    # Frati et al. 2023, configs/train-omni-seqep-sanml.yml: 9,000 steps, SGD
+    # lr 0.1 on all weights, Adam 1e-3, 20 images + 64 remember, zapping on
+    # (their default), their network without neuromodulation.
+    config={"zap": "trajectory", "steps": 9000, "inner_params": ("nm", "pln"),
+            "model": {"gate": False}},
+    description="ASB: alternating sequential (SGD on one class) and batch (Adam) "
+    "learning, no meta-gradient (Frati et al. 2023)"))
 register(Method(
-    "streamhead", "anml", ("pln/head",), meta.make_head_train_step, "ways", None,
-    {"reset_head_rows": False},
-    "streamhead: ANML's network meta-trained through a one-pass closed-form head"))
+    name="pretrain", arch="anml", finetune=("pln/head",),
+    sampler=steps.iid_batches, estimator=steps.direct, batch_key="pretrain_batch",
+    zaps=("none", "epoch"), make_validation=meta.make_holdout_accuracy,
+    description="pretrain-and-transfer: ANML's network trained i.i.d. on the "
+    "meta-train classes"))
 register(Method(
-    "scratch", "anml", ("nm", "pln"), None, None, None, {},
-    "scratch: ANML's network at its random initialisation, not trained"))
+    name="streamhead", arch="anml", finetune=("pln/head",),
+    sampler=steps.episodes, estimator=steps.through_head,
+    description="streamhead: ANML's network meta-trained through a one-pass "
+    "closed-form head"))
+register(Method(
+    name="scratch", arch="anml", finetune=("nm", "pln"),
+    description="scratch: ANML's network at its random initialisation, not trained"))

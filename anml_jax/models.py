@@ -423,7 +423,7 @@ def make_oml(*, channels: int = 256, hidden: int = 1024,
 
 
 def reinit_head(params: Params, head_path: Sequence[str], key: jax.Array,
-                rows: jax.Array | None = None) -> Params:
+                rows: jax.Array | None = None, *, block: bool = False) -> Params:
   """Re-draws output units of the head as the original code does.
 
   Args:
@@ -433,6 +433,10 @@ def reinit_head(params: Params, head_path: Sequence[str], key: jax.Array,
     rows: (M,) int output units to redraw (weights only, bias kept), as
       ``reset_classifer`` before each meta-step; ``None`` redraws the whole
       kernel and zeroes the bias, as at the start of meta-test.
+    block: with ``rows``, the std of Kaiming's rule applied to the (1, M, D)
+      block of all M rows at once, sqrt(2 / (M * D)), as the zapping code
+      of Frati et al. 2023 does for several rows (docs/fidelity.md); else
+      each row's own, sqrt(2 / D).
 
   Returns:
     params with the head replaced (other leaves shared, not copied).
@@ -440,7 +444,8 @@ def reinit_head(params: Params, head_path: Sequence[str], key: jax.Array,
   head = get_path(params, head_path)
   kernel = head["kernel"]
   fan_in = kernel.shape[0]
-  std = jnp.sqrt(2.0 / fan_in).astype(kernel.dtype)
+  scale = rows.shape[0] if block and rows is not None else 1
+  std = jnp.sqrt(2.0 / (fan_in * scale)).astype(kernel.dtype)
   if rows is None:
     new = {"kernel": std * jax.random.normal(key, kernel.shape, kernel.dtype),
            "bias": jnp.zeros_like(head["bias"])}

@@ -25,6 +25,8 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 
+from anml_jax import configs
+
 PAPER_LRS = 14        # the original's lr grid size (configs.PAPER_LRS)
 FULL_RUNS = 10        # the original's final runs per N (evaluate_classification.py --runs)
 
@@ -48,23 +50,28 @@ def load(root: str) -> list[Entry]:
 def describe(record: dict) -> dict:
   """What an evaluation measured, as the fields a :class:`Spec` matches:
   method, seed (of meta-training; None for an untrained network),
-  first_order, gate (ANML's gate in use), init (the file training started
-  from, its base name; None: a fresh initialisation), steps, finetune ('+'-joined),
-  oracle, learner, features, checkpoint_sha256 (None where the record
-  predates it)."""
+  first_order, gate (ANML's gate in use), zap (the reset of meta-training,
+  ``configs.upgrade`` reading the older ``reset_head_rows``), init (the file
+  training started from, its base name; None: a fresh initialisation), steps,
+  finetune ('+'-joined), oracle, learner, features, split (of the drawings
+  at meta-test), checkpoint_sha256 (None where the record predates it)."""
   model = record.get("model_config") or {}
   protocol = record.get("protocol") or {}
   steps = record.get("checkpoint_step") or 0
+  zap = configs.upgrade(model).get("zap", "none") if model else "none"
   return {"method": record["method"],
           "seed": model.get("seed") if steps else None,
           "first_order": bool(model.get("first_order", False)),
           "gate": bool((model.get("model") or {}).get("gate", True)),
+          "zap": zap,
+          "zap_scale": model.get("zap_scale", "row"),
           "init": os.path.basename(model["init_params"]) if model.get("init_params") else None,
           "steps": steps,
           "finetune": "+".join(record["finetune"]),
           "oracle": bool(record.get("oracle")),
           "learner": protocol.get("learner", "adam"),
           "features": protocol.get("features", "head_input"),
+          "split": protocol.get("split", "drawer"),
           "checkpoint_sha256": record.get("checkpoint_sha256")}
 
 

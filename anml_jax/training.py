@@ -91,7 +91,8 @@ def train(cfg, workdir: str, images: np.ndarray, *, resume: bool = False,
   Args:
     cfg: a validated config (see ``configs``).
     workdir: run folder: config.json, metrics.jsonl, tb/, checkpoints/.
-    images: (C, 20, 28, 28, 1) meta-training images (C >= num_train_classes).
+    images: (C, D, H, W, 1) meta-training images (C >= num_train_classes),
+      uint8 (kept so on the device, normalised in the step) or float.
     resume: continue from the latest checkpoint in ``workdir``.
     provenance: a ``provenance.record``, appended to provenance.jsonl with
       the step the run starts from.
@@ -106,9 +107,10 @@ def train(cfg, workdir: str, images: np.ndarray, *, resume: bool = False,
   """
   configs.validate(cfg)
   method = methods.get(cfg.method)
-  if method.make_step is None:
+  if not method.trained:
     raise ValueError(f"method {cfg.method!r} is not trained ({method.description}); "
                      "evaluate it with evaluate.py --config instead")
+  configs.fits_drawings(cfg, images.shape[1])
   if images.shape[0] < cfg.num_train_classes:
     raise ValueError(f"num_train_classes={cfg.num_train_classes} but the data "
                      f"has only {images.shape[0]} meta-training classes")
@@ -117,8 +119,12 @@ def train(cfg, workdir: str, images: np.ndarray, *, resume: bool = False,
     raise ValueError(f"seeds={seeds}: several seeds train in one process; run one "
                      "seed per job across hosts (--config.seed=S)")
   # One seed: the meta-batch is split over the devices; several: the seeds.
-  mesh = (sharding.mesh_for_batch(cfg.shard, cfg[method.batch_key], method.batch_key)
-          if seeds == 1 else sharding.mesh_for_batch(cfg.shard, seeds, "seeds"))
+  if seeds > 1:
+    mesh = sharding.mesh_for_batch(cfg.shard, seeds, "seeds")
+  elif method.batch_key is not None:
+    mesh = sharding.mesh_for_batch(cfg.shard, cfg[method.batch_key], method.batch_key)
+  else:
+    mesh = None
   main_process = jax.process_index() == 0
   net = methods.network(cfg)
   state = meta.init_state(cfg, net)

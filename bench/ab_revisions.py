@@ -51,7 +51,7 @@ def compile_cases(root: str, config: str, cases: list[str]) -> dict:
     imgs = jax.numpy.asarray(data.synthetic_omniglot(
         0, background=cfg.num_train_classes, evaluation=1).background)
     state = meta.init_state(cfg, net)
-    chunk = jax.jit(meta.make_train_chunk(meta.make_meta_train_step(cfg, net), 1))
+    chunk = jax.jit(meta.make_train_chunk(methods.get(cfg.method).make_step(cfg, net), 1))
     compiled = chunk.lower(state, imgs).compile()
     _, m = compiled(state, imgs)
     out[case] = (compiled, state, imgs, float(m["loss"][-1]))

@@ -32,7 +32,7 @@ def bench_case(cfg, steps, repeats):
   imgs = jnp.asarray(data.synthetic_omniglot(0, background=cfg.num_train_classes,
                                              evaluation=1).background)
   state = meta.init_state(cfg, net)
-  chunk = jax.jit(meta.make_train_chunk(meta.make_meta_train_step(cfg, net), steps))
+  chunk = jax.jit(meta.make_train_chunk(methods.get(cfg.method).make_step(cfg, net), steps))
   t0 = time.perf_counter()
   compiled = chunk.lower(state, imgs).compile()
   compile_s = time.perf_counter() - t0

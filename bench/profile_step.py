@@ -68,7 +68,7 @@ def main():
   imgs = jnp.asarray(data.synthetic_omniglot(0, background=cfg.num_train_classes,
                                              evaluation=1).background)
   state = meta.init_state(cfg, net)
-  chunk = jax.jit(meta.make_train_chunk(meta.make_meta_train_step(cfg, net), args.steps))
+  chunk = jax.jit(meta.make_train_chunk(methods.get(cfg.method).make_step(cfg, net), args.steps))
   state, m = chunk(state, imgs)
   jax.block_until_ready(m)
   trace_dir = args.trace_dir or tempfile.mkdtemp(prefix="anml_trace_")

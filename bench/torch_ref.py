@@ -2,7 +2,7 @@
 would, for ``bench/meta_step.py --torch``. Benchmark only (needs
 ``bench/requirements-bench.txt``); the package and its tests never import it.
 
-Same sizes and work per meta-step as ``anml_jax.meta.make_meta_train_step``:
+Same sizes and work per meta-step as ``anml_jax.steps.make_meta_train_step``:
 NM (3 conv 3x3 + instance norm + ReLU, pools after blocks 1-2, linear to the
 gate) and PLN (same trunk, gated features, linear head); 20 inner SGD steps of
 one image on the PLN with ``create_graph=True`` (second order) or without

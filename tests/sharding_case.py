@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
-from anml_jax import configs, data, meta, methods
+from anml_jax import configs, data, meta, methods, steps
 from tests import conftest
 
 META_BATCH = 4
@@ -35,15 +35,15 @@ def seeds_setup():
 
 
 def seeds_step(cfg, net):
-  return jax.jit(meta.over_seeds(meta.make_meta_train_step(cfg, net), cfg.seeds))
+  return jax.jit(meta.over_seeds(steps.make_meta_train_step(cfg, net), cfg.seeds))
 
 
 def meta_step(cfg, net, mesh=None):
-  return jax.jit(meta.make_meta_train_step(cfg, net, mesh))
+  return jax.jit(steps.make_meta_train_step(cfg, net, mesh))
 
 
 def meta_gradient(cfg, net, mesh=None):
-  return jax.jit(meta.make_meta_gradient(cfg, net, mesh))
+  return jax.jit(steps.make_meta_gradient(cfg, net, mesh))
 
 
 KEY = jax.random.key(3)

@@ -320,3 +320,38 @@ def test_evaluate_py_scratch_and_bad_protocols(tmp_path, capsys):
   assert evaluate.main([f"--config={CONFIGS}/anml.py:smoke", "--out", out + "2",
                         EVAL_SMOKE, "--data_source=synthetic"]) == 1
   assert "evaluate a run of it with --checkpoint" in capsys.readouterr().err
+
+
+def test_random_split_is_the_drawer_split_of_the_drawings_reordered():
+  """``split='random'`` learns and holds out the drawings a seeded per-class
+  permutation puts first and last; the same protocol on images reordered by
+  hand gives the same record."""
+  net, params, omni, ecfg = toy_protocol()
+  ecfg.split, ecfg.split_seed = "random", 3
+  got = evaluation.meta_test("anml", net, params, omni, ecfg, log=lambda s: None)
+  by_hand = omni._replace(
+      background=data.order_drawings(omni.background[:ecfg.search_pool], "random", (3, 0)),
+      evaluation=data.order_drawings(omni.evaluation[:ecfg.class_pool], "random", (3, 1)))
+  ecfg.split = "drawer"
+  want = evaluation.meta_test("anml", net, params, by_hand, ecfg, log=lambda s: None)
+  assert got["protocol"]["split"] == "random" and want["protocol"]["split"] == "drawer"
+  for a, b in zip(got["per_n"], want["per_n"]):
+    assert a["lr"] == b["lr"] and a["lr_votes"] == b["lr_votes"]
+    np.testing.assert_allclose(a["test_runs"], b["test_runs"], rtol=1e-6)
+    np.testing.assert_allclose(a["train_runs"], b["train_runs"], rtol=1e-6)
+
+
+def test_order_drawings_permutes_each_class_by_its_seed():
+  x = np.arange(4 * 20).reshape(4, 20, 1, 1, 1)
+  assert data.order_drawings(x, "drawer") is x
+  a = data.order_drawings(x, "random", (0, 1))
+  np.testing.assert_array_equal(np.sort(a, axis=1), x)             # a permutation per class
+  assert not np.array_equal(a, x)
+  np.testing.assert_array_equal(a, data.order_drawings(x, "random", (0, 1)))
+  assert not np.array_equal(a, data.order_drawings(x, "random", (1, 1)))
+  with pytest.raises(ValueError, match="split='disk'"):
+    data.order_drawings(x, "disk")
+  ecfg = configs.get_eval_config("smoke")
+  ecfg.split = "disk"
+  with pytest.raises(ValueError, match="split='disk' must be one of drawer, random"):
+    configs.validate_eval(ecfg)

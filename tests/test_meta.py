@@ -5,7 +5,7 @@ import numpy as np
 import optax
 from jax.test_util import check_grads
 
-from anml_jax import configs, data, learner, meta
+from anml_jax import configs, data, learner, meta, methods, steps
 from tests.conftest import coded_images, tiny_anml, toy_net
 
 
@@ -82,7 +82,7 @@ def test_nm_receives_nonzero_meta_gradient_and_step_changes_it():
   net = tiny_anml()
   state = meta.init_state(cfg, net)
   imgs = 0.05 * jax.random.normal(jax.random.key(2), (7, 20, 28, 28, 1))
-  new, m = jax.jit(meta.make_meta_train_step(cfg, net))(state, imgs)
+  new, m = jax.jit(steps.make_meta_train_step(cfg, net))(state, imgs)
   assert float(m["nm_grad_norm"]) > 0
   changed = [not np.array_equal(a, b) for a, b in
              zip(jax.tree.leaves(new.params["nm"]), jax.tree.leaves(state.params["nm"]))]
@@ -93,7 +93,7 @@ def test_nm_receives_nonzero_meta_gradient_and_step_changes_it():
 def test_meta_step_does_not_retrace():
   cfg = _cfg(num_train_classes=7)
   net = tiny_anml()
-  step = jax.jit(chex.assert_max_traces(meta.make_meta_train_step(cfg, net), n=1))
+  step = jax.jit(chex.assert_max_traces(steps.make_meta_train_step(cfg, net), n=1))
   state = meta.init_state(cfg, net)
   imgs = 0.05 * jax.random.normal(jax.random.key(2), (7, 20, 28, 28, 1))
   for _ in range(3):
@@ -105,7 +105,7 @@ def test_meta_batch_vmaps_distinct_classes_and_is_deterministic():
   cfg = _cfg(num_train_classes=7, meta_batch=3)
   net = tiny_anml()
   imgs = 0.05 * jax.random.normal(jax.random.key(2), (7, 20, 28, 28, 1))
-  step = jax.jit(meta.make_meta_train_step(cfg, net))
+  step = jax.jit(steps.make_meta_train_step(cfg, net))
   a, ma = step(meta.init_state(cfg, net), imgs)
   b, mb = step(meta.init_state(cfg, net), imgs)
   jax.tree.map(np.testing.assert_array_equal, a.params, b.params)
@@ -117,7 +117,7 @@ def test_pretrain_step_runs_and_lowers_loss_on_a_fixed_batch_problem():
   cfg.num_train_classes = 5
   net = tiny_anml(num_outputs=5)
   imgs = jnp.repeat(jax.random.normal(jax.random.key(0), (5, 1, 28, 28, 1)), 20, axis=1)
-  chunk = jax.jit(meta.make_train_chunk(meta.make_pretrain_step(cfg, net), 60))
+  chunk = jax.jit(meta.make_train_chunk(methods.get("pretrain").make_step(cfg, net), 60))
   state, m = chunk(meta.init_state(cfg, net), imgs)
   assert float(m["loss"][-10:].mean()) < float(m["loss"][:10].mean())
 
@@ -128,7 +128,7 @@ def test_pretraining_never_sees_the_held_out_drawings_and_scores_them():
   net = tiny_anml(num_outputs=5)
   imgs = np.array(jax.random.normal(jax.random.key(0), (5, 20, 28, 28, 1)))
   imgs[:, 15:] = np.nan                      # poison every held-out drawing
-  chunk = jax.jit(meta.make_train_chunk(meta.make_pretrain_step(cfg, net), 20))
+  chunk = jax.jit(meta.make_train_chunk(methods.get("pretrain").make_step(cfg, net), 20))
   state, m = chunk(meta.init_state(cfg, net), jnp.asarray(imgs))
   assert np.isfinite(np.asarray(m["loss"])).all()
   assert all(np.isfinite(a).all() for a in jax.tree.leaves(state.params))

@@ -15,7 +15,7 @@ from tests.conftest import CONFIGS, SYNTHETIC, smoke_args, tiny_anml
 
 
 def _cfg(**kw):
-  cfg = configs.get_config("smoke")
+  cfg = configs.get_config("smoke", kw.get("method", "anml"))
   cfg.update(num_train_classes=12, **kw)
   cfg.model.update(nm_channels=2, pln_channels=3, num_outputs=12)
   return cfg

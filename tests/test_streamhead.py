@@ -90,7 +90,7 @@ def test_training_lowers_the_episode_loss_on_held_fixed_episodes():
       jax.random.split(jax.random.key(7), 8))
   state = meta.init_state(cfg, net)
   before = float(loss_fn(state.params, eps)[0].mean())
-  chunk = jax.jit(meta.make_train_chunk(meta.make_head_train_step(cfg, net), 40))
+  chunk = jax.jit(meta.make_train_chunk(methods.get("streamhead").make_step(cfg, net), 40))
   state, metrics = chunk(state, images)
   after = float(loss_fn(state.params, eps)[0].mean())
   assert np.isfinite(metrics["loss"]).all() and after < 0.5 * before
