@@ -50,6 +50,27 @@ def meta_step_flops(cfg) -> dict:
           "per_meta_step": (forward + reverse) * cfg.meta_batch}
 
 
+def training_step_flops(cfg) -> int:
+  """Analytic FLOPs of one training step of an ANML-network method (anml,
+  asb, pretrain), forward plus the reverse pass at 2x:
+
+  - anml: :func:`meta_step_flops`;
+  - asb: T inner SGD steps, one image each, then the remember batch of M, each
+    image forward and backward: 3 (T + M) (P + g N), g = 1 if the gate is on;
+  - pretrain: a batch of B images forward and backward: 3 B (P + N).
+  """
+  m = cfg.model
+  nm, pln = anml_image_flops(m.nm_channels, m.pln_channels, m.num_outputs)
+  if cfg.method == "anml":
+    return meta_step_flops(cfg)["per_meta_step"]
+  if cfg.method == "asb":
+    images = cfg.traj_len + cfg.remember_size + cfg.traj_len
+    return 3 * images * (pln + (nm if m.gate else 0))
+  if cfg.method == "pretrain":
+    return 3 * cfg.pretrain_batch * (pln + nm)
+  raise ValueError(f"no analytic FLOPs for method {cfg.method!r}")
+
+
 def matmul_rate(n: int = 2048, repeats: int = 10) -> float:
   """Best measured dense float32 (n x n) @ (n x n) FLOP/s on the default device."""
   a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)

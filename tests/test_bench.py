@@ -105,3 +105,23 @@ def test_heads_benchmark_reports_every_head(tmp_path):
   assert res["heads"]["ridge"]["state_bytes"] == 4 * (4 + 4 * 8 + 8 * 8)
   for row in res["heads"].values():
     assert row["s_per_image_block1"] > 0 and row["evaluation_s"] > 0
+
+
+def test_training_step_flops_count_each_method_s_images():
+  sys.path.insert(0, os.path.join(ROOT, "bench"))
+  try:
+    import flops
+  finally:
+    sys.path.remove(os.path.join(ROOT, "bench"))
+  from anml_jax import configs
+  nm, pln = flops.anml_image_flops()
+  asb = configs.get_config("default", "asb")
+  assert flops.training_step_flops(asb) == 3 * (20 + 64 + 20) * pln      # ungated: no NM
+  asb.model.gate = True
+  assert flops.training_step_flops(asb) == 3 * 104 * (pln + nm)
+  pre = configs.get_config("default", "pretrain")
+  assert flops.training_step_flops(pre) == 3 * 64 * (pln + nm)
+  anml = configs.get_config("default", "anml")
+  assert flops.training_step_flops(anml) == flops.meta_step_flops(anml)["per_meta_step"]
+  with pytest.raises(ValueError, match="no analytic FLOPs for method 'oml'"):
+    flops.training_step_flops(configs.get_config("default", "oml"))
