@@ -58,7 +58,7 @@ def describe(record: dict) -> dict:
   model = record.get("model_config") or {}
   protocol = record.get("protocol") or {}
   steps = record.get("checkpoint_step") or 0
-  zap = configs.upgrade(model).get("zap", "none") if model else "none"
+  zap = (configs.upgrade(model) if "method" in model else model).get("zap", "none")
   return {"method": record["method"],
           "seed": model.get("seed") if steps else None,
           "first_order": bool(model.get("first_order", False)),
