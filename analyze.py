@@ -117,12 +117,15 @@ def main(argv=None):
                                f"{TRAIN_PER_CLASS + 1}-{images.shape[1]} are classified"}
   for name, v in reps[""].items():
     if name != "gate":
-      knn[name if arch == "anml" else prefix] = analysis.knn_on_drawings(np.asarray(v), args.k)
+      knn[name if arch == "anml" else prefix] = analysis.knn_on_drawings(
+          np.asarray(v), args.k, TRAIN_PER_CLASS)
   random_key = "pln_after_gate" if arch == "anml" else "representation"
-  knn["random_init"] = analysis.knn_on_drawings(np.asarray(reps["random_init"][random_key]), args.k)
+  knn["random_init"] = analysis.knn_on_drawings(np.asarray(reps["random_init"][random_key]), args.k,
+                                                TRAIN_PER_CLASS)
   knn["random_init_representation"] = random_key
   if oml is not None:
-    knn["oml"] = analysis.knn_on_drawings(np.asarray(reps["oml"]["representation"]), args.k)
+    knn["oml"] = analysis.knn_on_drawings(np.asarray(reps["oml"]["representation"]), args.k,
+                                         TRAIN_PER_CLASS)
   knn.setdefault("oml", None)
   result["knn"] = knn
 

@@ -58,7 +58,7 @@ def knn_accuracy(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray,
   return float(knn.score(np.asarray(x_test), np.asarray(y_test)))
 
 
-def knn_on_drawings(reps: np.ndarray, k: int = 5, train_per_class: int = 15) -> float:
+def knn_on_drawings(reps: np.ndarray, k: int, train_per_class: int) -> float:
   """KNN accuracy with the meta-test split: reps (C, D, F) of C classes; the
   first ``train_per_class`` drawings of each class are the neighbours, the
   rest are classified."""

@@ -76,7 +76,7 @@ def per_class_accuracy(pred: jax.Array, y: jax.Array, n: int) -> jax.Array:
 
 
 def make_stream_evaluator(net: Network, *, finetune_params: Sequence[str],
-                          train_per_class: int = 15, reset_head: bool = True,
+                          train_per_class: int, reset_head: bool = True,
                           eval_batch: int = 256, iid: bool = False) -> Callable:
   """Returns ``evaluate(params, keys, lrs, classes, images, ctx) -> StreamResult``.
 

@@ -186,7 +186,7 @@ def fit(head: Head, x: jax.Array, y: jax.Array, n: int, reg=None, block: int = 1
   return head.readout(stats, reg)
 
 
-def make_head_evaluator(head: Head, *, train_per_class: int = 15, block: int = 64,
+def make_head_evaluator(head: Head, *, train_per_class: int, block: int = 64,
                         train_scores: bool = True) -> Callable:
   """Returns ``evaluate(regs, classes, features) -> continual.StreamResult``:
   the meta-test of :mod:`continual` with ``head`` as the learner.
@@ -202,7 +202,7 @@ def make_head_evaluator(head: Head, *, train_per_class: int = 15, block: int = 6
     classes: (R, N) class indices of each run, in learning order.
     features: (C, D, d) every image's features.
   With ``train_scores`` False the train accuracies are NaN (the lr search
-  needs only the test scores, and scoring 15 N images costs most).
+  needs only the test scores, and scoring the N classes' training drawings costs most).
   """
   def one_run(regs, cls, feats):
     n = cls.shape[0]

@@ -64,7 +64,7 @@ def main():
       s = _time(fit, x, y, reps=args.reps)
       row[f"stream_s_block{block}"] = s
       row[f"s_per_image_block{block}"] = s / (n * k)
-    call = jax.jit(heads.make_head_evaluator(head, block=max(args.blocks)))
+    call = jax.jit(heads.make_head_evaluator(head, train_per_class=15, block=max(args.blocks)))
     row["evaluation_s"] = _time(call, reg, classes, feats, reps=args.reps)
     out["heads"][name] = row
     print(f"{name:17s} state {row['state_bytes'] / 2**20:7.1f} MiB  " + "  ".join(

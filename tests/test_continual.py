@@ -22,7 +22,8 @@ K = 6  # outputs of the toy network
 def _evaluate(net, params, lrs, classes, images, reset=True, finetune=("pln",),
               iid=False, ctx=None):
   ev = jax.jit(continual.make_stream_evaluator(
-      net, finetune_params=finetune, reset_head=reset, eval_batch=7, iid=iid))
+      net, finetune_params=finetune, train_per_class=15, reset_head=reset, eval_batch=7,
+      iid=iid))
   keys = jax.random.split(jax.random.key(0), classes.shape[0])
   return ev(params, keys, jnp.asarray(lrs), jnp.asarray(classes), images, ctx)
 

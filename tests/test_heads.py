@@ -103,13 +103,15 @@ def test_the_head_evaluator_scores_a_separable_stream_perfectly_and_searches_reg
   classes = jnp.asarray([[1, 4, 6], [0, 2, 7]])
   for name, head in heads.HEADS.items():
     regs = jnp.asarray(head.regs or (0.0,), jnp.float32)
-    res = jax.jit(heads.make_head_evaluator(head, block=4))(regs, classes, jnp.asarray(feats))
+    evaluate = heads.make_head_evaluator(head, train_per_class=15, block=4)
+    res = jax.jit(evaluate)(regs, classes, jnp.asarray(feats))
     assert res.test.shape == res.train.shape == (2, len(regs))
     assert res.test_per_class.shape == (2, len(regs), 3)
     np.testing.assert_array_equal(res.test, 1.0)
     np.testing.assert_array_equal(res.train, 1.0)
-  res = jax.jit(heads.make_head_evaluator(heads.get("ridge"), train_scores=False))(
-      jnp.asarray([0.1]), classes, jnp.asarray(feats))
+  evaluate = heads.make_head_evaluator(heads.get("ridge"), train_per_class=15,
+                                       train_scores=False)
+  res = jax.jit(evaluate)(jnp.asarray([0.1]), classes, jnp.asarray(feats))
   assert np.all(np.isnan(res.train)) and np.all(res.test == 1.0)
 
 

@@ -59,9 +59,9 @@ def test_shipped_features_separate_unseen_classes(name, omniglot):
   cfg, net, params, _ = anml_jax.load_run(os.path.join(SHIPPED, name))
   classes = omniglot.evaluation[::13][:50]     # 50 meta-test classes, all alphabets
   # KNN (k = 5) with the meta-test split: drawings 1-15 are the neighbours.
-  trained = analysis.knn_on_drawings(gated_features(net, params, classes))
+  trained = analysis.knn_on_drawings(gated_features(net, params, classes), 5, 15)
   untrained = analysis.knn_on_drawings(
-      gated_features(net, net.init(jax.random.key(cfg.seed)), classes))
+      gated_features(net, net.init(jax.random.key(cfg.seed)), classes), 5, 15)
   print(f"{name}: KNN on 50 unseen classes: trained {trained:.2f}, untrained {untrained:.2f}")
   # Measured (chance 0.02, 250 test drawings): ANML 0.82, pretrain 0.88, streamhead 0.80,
   # untrained 0.59; each bound is 20 or more drawings away, far beyond float
