@@ -213,7 +213,7 @@ def load_run(path: str, method: str | None = None):
     try:
       cfg = _config(ck.read_meta()["config"], path, method)
       net = methods.network(cfg)
-      state, m = ck.restore(init_state(cfg, net))
+      state, m = ck.restore(init_state(cfg, net, methods.get(cfg.method).optimizer))
     finally:
       ck.close()
     params, step = state.params, m["step"]

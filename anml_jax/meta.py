@@ -29,7 +29,8 @@ from anml_jax.types import Params
 class MetaState(NamedTuple):
   """Everything a run needs to continue exactly.
 
-  params: meta-parameters. opt_state: Adam state. key: (2,) uint32 raw PRNG
+  params: meta-parameters. opt_state: the outer optimiser's state (Adam
+  unless the method names another). key: (2,) uint32 raw PRNG
   key data. step: () int32, meta-steps taken.
   """
   params: Params
@@ -58,20 +59,22 @@ def seed_list(cfg) -> list[int]:
   return [int(cfg.seed) + i for i in range(int(cfg.seeds))]
 
 
-def init_state(cfg, net: Network) -> MetaState:
-  """Fresh meta-state from ``cfg.seed``; with ``cfg.seeds`` = K > 1, the K
-  states of :func:`seed_list` stacked on a leading (K,) axis of every leaf,
-  each the state a one-seed run of that seed starts from."""
+def init_state(cfg, net: Network, optimizer: Callable = make_optimizer) -> MetaState:
+  """Fresh meta-state from ``cfg.seed``, its optimiser state that of
+  ``optimizer(cfg)`` (the method's, ``methods.Method.optimizer``); with
+  ``cfg.seeds`` = K > 1, the K states of :func:`seed_list` stacked on a
+  leading (K,) axis of every leaf, each the state a one-seed run of that seed
+  starts from."""
   if cfg.seeds > 1:
-    states = [_init_one(s, cfg, net) for s in seed_list(cfg)]
+    states = [_init_one(s, cfg, net, optimizer) for s in seed_list(cfg)]
     return jax.tree.map(lambda *a: jnp.stack(a), *states)
-  return _init_one(cfg.seed, cfg, net)
+  return _init_one(cfg.seed, cfg, net, optimizer)
 
 
-def _init_one(seed: int, cfg, net: Network) -> MetaState:
+def _init_one(seed: int, cfg, net: Network, optimizer: Callable) -> MetaState:
   k_init, k_run = jax.random.split(jax.random.key(seed))
   params = net.init(k_init)
-  opt_state = make_optimizer(cfg).init(params)
+  opt_state = optimizer(cfg).init(params)
   return MetaState(params, opt_state, jax.random.key_data(k_run),
                    jnp.zeros((), jnp.int32))
 

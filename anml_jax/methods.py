@@ -24,6 +24,7 @@ class Method(NamedTuple):
       over ``(cfg, net)``; estimator None for a method that is not trained
       (scratch).
     zaps: the resets (config ``zap``, :data:`steps.ZAPS`) the method can use.
+    optimizer: ``cfg -> optax.GradientTransformation``, the outer optimiser.
     batch_key: the config key of the batch split over devices; None: the
       step runs on one device.
     make_validation: ``(cfg, net) -> score(params, images) -> ()``, logged at
@@ -38,6 +39,7 @@ class Method(NamedTuple):
   sampler: Callable | None = None
   estimator: Callable | None = None
   zaps: tuple = ("none",)
+  optimizer: Callable = meta.make_optimizer
   batch_key: str | None = None
   make_validation: Callable | None = None
   config: dict = {}
@@ -55,7 +57,7 @@ class Method(NamedTuple):
       raise ValueError(f"zap={cfg.zap!r}: method {self.name!r} can use "
                        f"{', '.join(self.zaps)}")
     return steps.make_step(cfg, net, mesh, sampler=self.sampler, estimator=self.estimator,
-                           batch_key=self.batch_key)
+                           batch_key=self.batch_key, optimizer=self.optimizer)
 
 
 def _anml(m) -> Network:

@@ -19,7 +19,7 @@ returns a pure function:
   trajectory by SGD, then a batch step from the adapted weights"
   (:func:`asb`); or through a closed-form head (:func:`through_head`).
   ``params_at`` are the parameters the outer update applies to;
-- the **outer optimiser** (``meta.make_optimizer``: Adam).
+- the **outer optimiser** (``meta.make_optimizer``, Adam, unless the method names another).
 
 The methods of :mod:`anml_jax.methods` are entries naming their parts.
 """

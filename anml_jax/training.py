@@ -78,9 +78,9 @@ def warm_start(cfg, net, state: meta.MetaState) -> meta.MetaState:
         "same model sizes as the run that made it, or another file")
   if cfg.seeds > 1:
     params = jax.tree.map(lambda a: jnp.stack([a] * cfg.seeds), params)
-    opt_state = jax.vmap(meta.make_optimizer(cfg).init)(params)
+    opt_state = jax.vmap(methods.get(cfg.method).optimizer(cfg).init)(params)
   else:
-    opt_state = meta.make_optimizer(cfg).init(params)
+    opt_state = methods.get(cfg.method).optimizer(cfg).init(params)
   return state._replace(params=params, opt_state=opt_state)
 
 
@@ -127,7 +127,7 @@ def train(cfg, workdir: str, images: np.ndarray, *, resume: bool = False,
     mesh = None
   main_process = jax.process_index() == 0
   net = methods.network(cfg)
-  state = meta.init_state(cfg, net)
+  state = meta.init_state(cfg, net, method.optimizer)
   if cfg.init_params and not resume:     # before anything is written
     state = warm_start(cfg, net, state)
   os.makedirs(workdir, exist_ok=True)

@@ -120,8 +120,9 @@ def test_a_method_registered_from_outside_trains(tmp_path):
       name="outside_halved", arch="anml", finetune=("pln/head",),
       sampler=steps.iid_batches, estimator=_lr_halving_estimator,
       batch_key="pretrain_batch", zaps=("none", "epoch"),
+      optimizer=lambda cfg: optax.sgd(cfg.meta_lr),
       config={"zap": "epoch", "meta_lr": 3e-4},
-      description="a test method: i.i.d. batches, halved gradients, epoch zaps"))
+      description="a test method: i.i.d. batches, halved gradients, epoch zaps, SGD"))
   try:
     cfg = configs.get_config("smoke", "outside_halved")
     cfg.update(num_train_classes=8, steps=24, log_every=8, ckpt_every=8)   # zaps at 20
