@@ -3,12 +3,14 @@
   python report.py            # rewrite the generated tables in README.md and
                               # results/README.md, and results/compare/
   python report.py --check    # exit 1 if a committed table differs from the records
+  python report.py --runs_test=results/A,results/B --at=600   # t-test over final runs
 
 The rows are the specs below: each names the fields a record must have
 (anml_jax/store.py: ``describe``); the store picks, per N and seed, the record
 with the fullest protocol. The tables stand between ``<!-- NAME:start -->``
 and ``<!-- NAME:end -->`` markers; the text around them is written by hand.
 """
+import json
 import os
 import sys
 
@@ -174,6 +176,10 @@ def define(fv, argv):
   flags.DEFINE_bool("check", False, "write nothing; exit 1 if a generated table "
                     "differs from the committed one", flag_values=fv)
   flags.DEFINE_bool("figures", True, "also redraw results/compare/", flag_values=fv)
+  flags.DEFINE_list("runs_test", None, "two record folders A,B: print a test of their "
+                    "final runs at --at (paired if they drew the same classes, else "
+                    "Welch's) and write nothing", flag_values=fv)
+  flags.DEFINE_integer("at", 600, "the N of --runs_test", flag_values=fv)
 
 
 def main(argv=None):
@@ -181,6 +187,13 @@ def main(argv=None):
   try:
     fv = cli.parse("report.py", argv, __doc__, define)
     if fv is None:
+      return 0
+    if fv.runs_test:
+      a, b = (json.load(open(os.path.join(p, "results.json"))) for p in fv.runs_test)
+      r = store.runs_test(a, b, fv.at)
+      print(f"N = {fv.at}: {fv.runs_test[0]} - {fv.runs_test[1]} = {r['diff']:+.2f} ± "
+            f"{r['se']:.2f} points ({r['test']} t = {r['t']:.2f}, p = {r['p']:.4f}, "
+            f"runs {r['runs'][0]} and {r['runs'][1]})")
       return 0
     entries = store.load(fv.results)
     stale = []

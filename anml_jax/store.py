@@ -152,6 +152,39 @@ def welch(a: Sequence[float], b: Sequence[float]) -> dict:
   return {"diff": diff, "p": p, "seeds": (len(a), len(b))}
 
 
+def same_classes(a: dict, b: dict, n: int) -> bool:
+  """Whether two records' final runs at N = ``n`` drew the same classes: the
+  class draws follow one generator through the schedule, so the seed, the
+  pools, the run counts and the schedule up to ``n`` must all agree."""
+  pa, pb = a.get("protocol") or {}, b.get("protocol") or {}
+  upto = lambda p: [m for m in p.get("schedule", []) if m <= n]
+  keys = ("seed", "class_pool", "search_pool", "runs", "search_runs")
+  return all(pa.get(k) == pb.get(k) for k in keys) and upto(pa) == upto(pb)
+
+
+def runs_test(a: dict, b: dict, n: int) -> dict:
+  """Two records' final runs at N = ``n`` compared: a paired t-test when
+  they drew the same classes (:func:`same_classes`), else Welch's. Returns
+  {'test', 'diff' (mean of a minus b, in points), 'se', 't', 'p' (two-sided),
+  'runs'}. It counts the runs' spread only, not that of the training seed or
+  of a split seed."""
+  rows = [next((r for r in rec["per_n"] if r["classes"] == n), None) for rec in (a, b)]
+  if None in rows:
+    raise ValueError(f"both records need N = {n}")
+  x, y = (100 * np.asarray(r["test_runs"], np.float64) for r in rows)
+  if min(len(x), len(y)) < 2:
+    raise ValueError(f"a test needs >= 2 runs a side: {len(x)}, {len(y)}")
+  from scipy import stats
+  if same_classes(a, b, n) and len(x) == len(y):
+    res, test = stats.ttest_rel(x, y), "paired"
+    se = float((x - y).std(ddof=1) / np.sqrt(len(x)))
+  else:
+    res, test = stats.ttest_ind(x, y, equal_var=False), "welch"
+    se = float(np.sqrt(x.var(ddof=1) / len(x) + y.var(ddof=1) / len(y)))
+  return {"test": test, "diff": float(x.mean() - y.mean()), "se": se,
+          "t": float(res.statistic), "p": float(res.pvalue), "runs": (len(x), len(y))}
+
+
 class Marks:
   """Footnote marks for reduced protocols, assigned in order of first use:
   '*' for an lr search on fewer runs than the final evaluation, then one

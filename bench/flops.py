@@ -1,5 +1,7 @@
 """Analytic FLOPs of one ANML meta-step, and the machine's matmul rate.
 
+  python bench/flops.py     # FLOPs per training step and per run of anml, asb, pretrain
+
 Counts the multiply-adds (x2) of convolutions and linear layers; norms,
 activations, pooling and the optimiser are left out (a few % at these sizes).
 Per image: N = NM forward, P = PLN forward (gated head included). With T
@@ -83,3 +85,18 @@ def matmul_rate(n: int = 2048, repeats: int = 10) -> float:
     f(a, b).block_until_ready()
     best = min(best, time.perf_counter() - t0)
   return 2 * n ** 3 / best
+
+
+def main():
+  from anml_jax import configs
+  for method, kw in (("anml", {}), ("anml", {"first_order": True}), ("asb", {}),
+                     ("pretrain", {"steps": 2000})):
+    cfg = configs.get_config("default", method)
+    cfg.update(kw)
+    f = training_step_flops(cfg)
+    print(f"{method:9s} {str(kw):24s} {f / 1e9:7.2f} GFLOP/step  {cfg.steps:6d} steps  "
+          f"{f * cfg.steps / 1e15:6.3f} PFLOP")
+
+
+if __name__ == "__main__":
+  main()

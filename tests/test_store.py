@@ -73,3 +73,20 @@ def test_blocks_are_replaced_between_their_markers_only():
   assert store.block(new, "t") == "new table"
   with pytest.raises(ValueError, match="no <!-- u:start -->"):
     store.replace_block(text, "u", "x")
+
+
+def test_runs_test_pairs_only_records_that_drew_the_same_classes():
+  prot = {"seed": 222, "class_pool": 650, "search_pool": 963, "runs": 4, "search_runs": 1,
+          "schedule": [100, 600]}
+  rec = lambda runs, **p: {"protocol": {**prot, **p},
+                           "per_n": [{"classes": 600, "test_runs": runs}]}
+  a = rec([0.60, 0.62, 0.64, 0.66])
+  b = rec([0.59, 0.60, 0.63, 0.64])
+  r = store.runs_test(a, b, 600)
+  assert r["test"] == "paired" and abs(r["diff"] - 1.5) < 1e-9
+  np.testing.assert_allclose(r["se"], np.std([1, 2, 1, 2], ddof=1) / 2)
+  # another schedule before N = 600 draws other classes: Welch
+  assert store.runs_test(a, rec(b["per_n"][0]["test_runs"], schedule=[600]), 600)["test"] == "welch"
+  assert store.runs_test(a, rec(b["per_n"][0]["test_runs"], search_runs=10), 600)["test"] == "welch"
+  with pytest.raises(ValueError, match="both records need N = 100"):
+    store.runs_test(a, b, 100)
