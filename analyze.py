@@ -74,13 +74,13 @@ def main(argv=None):
     args = cli.parse("analyze.py", argv, __doc__, define, required=("checkpoint", "out"))
     if args is None:
       return 0
-    omni = cli.load_omniglot(args)
+    dataset = cli.load_dataset(args)
     cfg, net, params, step = checkpointing.load_run(args.checkpoint)
     arch = methods.get(cfg.method).arch
     oml = None
     if args.oml_checkpoint:
       oml = checkpointing.load_run(args.oml_checkpoint, "oml")
-    pool = omni.evaluation.shape[0]
+    pool = dataset.evaluation.shape[0]
     n = args.classes or pool
     if not args.tsne_classes <= n <= pool:
       raise ValueError(f"--classes={n} must lie between --tsne_classes="
@@ -90,7 +90,7 @@ def main(argv=None):
 
   rng = np.random.default_rng(args.seed)
   classes = np.sort(rng.choice(pool, n, replace=False))
-  images = jnp.asarray(omni.evaluation[classes])
+  images = jnp.asarray(dataset.evaluation[classes])
   reps = {"": analysis.probe_set(net, params, images)}
   reps["random_init"] = analysis.probe_set(net, net.init(jax.random.key(args.seed)), images)
   if oml is not None:

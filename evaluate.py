@@ -180,7 +180,7 @@ def main(argv=None):
             for c, p in seeds]
     jobs = [(c, p, out, existing_record(fv, out)) for c, p, out in jobs]
     sha = None if fv.checkpoint is None else checkpointing.fingerprint(fv.checkpoint)
-    omni = cli.load_omniglot(fv)
+    dataset = cli.load_dataset(fv)
     mesh = (sharding.make_mesh() if fv.shard == "auto" and jax.device_count() > 1
             else None)
     for cfg, params, out, done in jobs:
@@ -188,8 +188,8 @@ def main(argv=None):
       if done is not None and not (fv["eval_config"].present
                                    or cli.overrides(fv, "eval_config")):
         ecfg = configs.eval_from_dict(done["protocol"])
-      ecfg.class_pool = min(ecfg.class_pool, omni.evaluation.shape[0])
-      ecfg.search_pool = min(ecfg.search_pool, omni.background.shape[0])
+      ecfg.class_pool = min(ecfg.class_pool, dataset.evaluation.shape[0])
+      ecfg.search_pool = min(ecfg.search_pool, dataset.background.shape[0])
       configs.validate_eval(ecfg)
       source = {"checkpoint": fv.checkpoint, "checkpoint_sha256": sha,
                 "checkpoint_step": step, "model_config": cfg.to_dict(),
@@ -200,7 +200,7 @@ def main(argv=None):
             "finetune": list(evaluation.relearnt(cfg.method, net, ecfg)),
             "protocol": ecfg.to_dict()})
       results = evaluation.meta_test(
-          cfg.method, net, params, omni, ecfg, mesh=mesh, source=source, done=done,
+          cfg.method, net, params, dataset, ecfg, mesh=mesh, source=source, done=done,
           on_update=lambda r, out=out: reporting.write_results(out, r))
       print(reporting.write_report(out, [results]))
       print(f"wrote {out}")

@@ -72,7 +72,7 @@ def main(argv=None):
       sharding.initialize_distributed(fv.coordinator, fv.num_processes, fv.process_id)
     cfg = run_config(fv)
     configs.validate(cfg)
-    images = cli.load_omniglot(fv, raw=True).background   # uint8 on the device
+    images = cli.load_dataset(fv, raw=True).background   # uint8 on the device
     training.train(cfg, fv.workdir, images, resume=fv.resume, progress=fv.progress,
                    provenance=provenance.record(["train.py", *argv]))
     if jax.process_index() == 0:

@@ -92,10 +92,10 @@ def define_data_flags(fv: flags.FlagValues) -> None:
   flags.DEFINE_string("cache_dir", None, "decoded-array cache folder", flag_values=fv)
 
 
-def load_omniglot(fv: flags.FlagValues, raw: bool = False) -> data.Omniglot:
+def load_dataset(fv: flags.FlagValues, raw: bool = False) -> data.ClassSplit:
   """The data the flags name; ``raw``: uint8 images (:func:`data.load_omniglot`)."""
   if fv.data_source == "synthetic":
-    return data.synthetic_omniglot(raw=raw)
+    return data.synthetic(raw=raw)
   return data.load_omniglot(fv.omniglot_dir, source=fv.data_source,
                             cache_dir=fv.cache_dir, raw=raw)
 

@@ -71,7 +71,8 @@ def get_config(name: str = "default", method: str = "anml") -> ml_collections.Co
   c.holdout_drawings = 0          # pretrain: drawings per class kept out, scored
   c.model = ml_collections.ConfigDict(dict(
       nm_channels=112, pln_channels=256, oml_channels=256, oml_hidden=1024,
-      num_outputs=1000, conv_impl="auto", gate=True))
+      num_outputs=1000, conv_impl="auto", gate=True,
+      image_size=28))             # square grey input images (the data's, checked)
   c.log_every = 20                # meta-steps per jitted chunk / log line
   c.ckpt_every = 1000
   c.keep_checkpoints = 3
@@ -114,7 +115,6 @@ def validate(c: ml_collections.ConfigDict) -> None:
   need(c.inner_optimizer in meta.INNER_OPTIMIZERS,
        f"inner_optimizer={c.inner_optimizer!r} must be one of "
        f"{sorted(meta.INNER_OPTIMIZERS)}")
-  fits_drawings(c, data.DRAWINGS)
   need(c.ways <= c.num_train_classes,
        f"ways={c.ways} exceeds num_train_classes={c.num_train_classes}")
   need(c.head in heads.HEADS, f"head={c.head!r} must be a closed-form head: "
@@ -141,8 +141,8 @@ def validate(c: ml_collections.ConfigDict) -> None:
 
 def fits_drawings(c: ml_collections.ConfigDict, drawings: int) -> None:
   """Raises ValueError unless what one step samples of a class fits in the
-  dataset's ``drawings`` per class (the loader's ``data.DRAWINGS`` before any
-  data loads, the images' own count in ``training.train``)."""
+  dataset's ``drawings`` per class (read from the images, in
+  ``training.train`` before anything is written)."""
   def need(ok, msg):
     if not ok:
       raise ValueError(f"bad config: {msg}; the data's classes have {drawings} "
@@ -257,9 +257,8 @@ def validate_eval(c: ml_collections.ConfigDict) -> None:
     need(int(c[k]) >= 1, f"{k}={c[k]} must be a positive integer")
   need(len(c.lrs) >= 1 and all(lr > 0 and math.isfinite(lr) for lr in c.lrs),
        f"lrs={c.lrs} must list positive numbers")
-  need(1 <= c.train_per_class < data.DRAWINGS,
-       f"train_per_class={c.train_per_class} must leave 1 to {data.DRAWINGS - 1} of a "
-       f"class's {data.DRAWINGS} drawings for training and at least one to test")
+  need(c.train_per_class >= 1, f"train_per_class={c.train_per_class} must be a "
+       "positive integer")
   need(c.split in data.SPLITS, f"split={c.split!r} must be one of {', '.join(data.SPLITS)}")
   need(c.learner == "adam" or c.learner in heads.HEADS,
        f"learner={c.learner!r} must be 'adam' or a closed-form head: "

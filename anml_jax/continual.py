@@ -45,7 +45,7 @@ def split_drawings(images: jax.Array, classes: jax.Array, train_per_class: int):
   """Gathers a stream's images.
 
   Args:
-    images: (C, D, ...) one Omniglot set.
+    images: (C, D, ...) one side of a dataset (:class:`data.ClassSplit`).
     classes: (N,) class indices in learning order.
   Returns:
     (x_train (N * k, ...), y_train (N * k,), x_test (N * (D - k), ...),
@@ -89,7 +89,7 @@ def make_stream_evaluator(net: Network, *, finetune_params: Sequence[str],
       also the learning order).
     lrs: (L,) learning rates, all tried on every run.
     classes: (R, N) class indices of each run, in learning order.
-    images: (C, D, ...) the Omniglot set the classes index: images
+    images: (C, D, ...) the dataset side the classes index: images
       (C, D, H, W, 1), or features (C, D, F) for :func:`models.head_only`.
     ctx: (C, D, F) context precomputed for every image, or None if the
       context's parameters are fine-tuned (then it is recomputed per step).
@@ -130,7 +130,7 @@ def make_stream_evaluator(net: Network, *, finetune_params: Sequence[str],
 
 def map_images(fn: Callable, images: jax.Array, batch: int = 512):
   """Applies ``fn`` ((B, ...) images -> (B, D), or a pytree of such) to every
-  image of an Omniglot set, ``batch`` images at a time: (C, D, ...) ->
+  image of a dataset side, ``batch`` images at a time: (C, D, ...) ->
   (C, D, F) (the same pytree)."""
   flat = images.reshape((-1,) + images.shape[2:])
   out = jax.lax.map(lambda x: jax.tree.map(lambda a: a[0], fn(x[None])), flat,

@@ -1,6 +1,9 @@
-"""Omniglot as arrays, and on-device sampling of meta-training tasks.
+"""Image datasets split by class (:class:`ClassSplit`), Omniglot as the first
+of them, and on-device sampling of meta-training tasks.
 
-Two ways in, one result (:class:`Omniglot`):
+Generic code reads a dataset's sizes from its arrays (:class:`ClassSplit`'s
+``drawings`` and ``image_shape``); only the Omniglot loader below and its
+synthetic stand-in name Omniglot's. Omniglot comes two ways, one result:
 
 * ``source='zip'``: the original ``images_background.zip`` /
   ``images_evaluation.zip`` read directly (no checksum is assumed, so repacked
@@ -40,23 +43,38 @@ class DataError(RuntimeError):
   """Missing or malformed Omniglot data; the message says how to fix it."""
 
 
-class Omniglot(NamedTuple):
-  """Both Omniglot sets as preprocessed arrays.
+class ClassSplit(NamedTuple):
+  """An image dataset split by class into the classes methods are trained on
+  and the unseen classes the meta-test learns (Omniglot's terms, background
+  and evaluation, name the two sides).
 
   Attributes:
-    background: (964, 20, 28, 28, 1) float32, the meta-training side (uint8
-      0..255 when loaded ``raw``).
-    evaluation: (659, 20, 28, 28, 1) float32, the meta-test side.
-    background_names, evaluation_names: 'Alphabet/characterNN' per class.
+    background: (C_b, D, H, W, K) the meta-training classes, D drawings each:
+      float32, preprocessed, or uint8 0..255 when loaded ``raw`` (then
+      normalised inside jit by :func:`to_float`). Omniglot: (964, 20, 28, 28, 1).
+    evaluation: (C_e, D, H, W, K) the meta-test classes. Omniglot: (659, ...).
+    background_names, evaluation_names: one name per class (Omniglot:
+      'Alphabet/characterNN').
   """
   background: np.ndarray
   evaluation: np.ndarray
   background_names: list
   evaluation_names: list
 
+  @property
+  def drawings(self) -> int:
+    """Images per class, D."""
+    return self.background.shape[1]
+
+  @property
+  def image_shape(self) -> tuple:
+    """(H, W, K) of one image."""
+    return tuple(self.background.shape[2:])
+
 
 def preprocess(raw_uint8: np.ndarray) -> np.ndarray:
-  """uint8 (..., 28, 28) in 0..255 -> float32 (..., 28, 28, 1), normalised."""
+  """uint8 (..., H, W) in 0..255 -> float32 (..., H, W, 1), normalised (Omniglot's
+  mean and std)."""
   return ((raw_uint8.astype(np.float32) - MEAN) / STD)[..., None]
 
 
@@ -201,7 +219,7 @@ def _load_tfds(data_dir: str | None) -> tuple:
 
 
 def load_omniglot(omniglot_dir: str | None = None, *, source: str = "zip",
-                  cache_dir: str | None = None, raw: bool = False) -> Omniglot:
+                  cache_dir: str | None = None, raw: bool = False) -> ClassSplit:
   """Loads (and caches) both Omniglot sets.
 
   Args:
@@ -214,7 +232,7 @@ def load_omniglot(omniglot_dir: str | None = None, *, source: str = "zip",
       samples (:func:`to_float`, inside jit).
 
   Returns:
-    :class:`Omniglot`.
+    :class:`ClassSplit`, (964 | 659, 20, 28, 28, 1).
   """
   cache_dir = cache_dir or default_cache_dir()
   if source == "zip":
@@ -241,27 +259,29 @@ def load_omniglot(omniglot_dir: str | None = None, *, source: str = "zip",
              background_names=np.array(bg_names), evaluation_names=np.array(ev_names))
     os.replace(tmp, cache)
   prep = (lambda a: a[..., None]) if raw else preprocess
-  return Omniglot(prep(bg), prep(ev), bg_names, ev_names)
+  return ClassSplit(prep(bg), prep(ev), bg_names, ev_names)
 
 
-def synthetic_omniglot(key: int = 0, background: int = 30, evaluation: int = 20,
-                       noise: float = 0.3, raw: bool = False) -> Omniglot:
-  """Small learnable stand-in: each class is a fixed random stroke pattern
-  plus per-drawing noise, preprocessed like the real data (``raw``: uint8,
-  as :func:`load_omniglot`'s). For tests/smoke."""
+def synthetic(key: int = 0, background: int = 30, evaluation: int = 20, *,
+              drawings: int = DRAWINGS, image_size: int = IMAGE_SIZE,
+              noise: float = 0.3, raw: bool = False) -> ClassSplit:
+  """Small learnable stand-in for tests and smoke runs: each class is a fixed
+  random stroke pattern plus per-drawing noise, ``drawings`` grey images of
+  ``image_size`` square per class (Omniglot's sizes by default, other sizes
+  to check that nothing assumes them), preprocessed like the real data
+  (``raw``: uint8, as :func:`load_omniglot`'s)."""
   rng = np.random.default_rng(key)
 
   def make(n):
-    protos = (rng.random((n, 1, IMAGE_SIZE, IMAGE_SIZE)) < 0.15).astype(np.float32)
-    flips = rng.random((n, DRAWINGS, IMAGE_SIZE, IMAGE_SIZE)) < noise * 0.1
-    raw = np.where(np.logical_xor(protos > 0, flips), 0, 255).astype(np.uint8)
-    return raw
+    protos = (rng.random((n, 1, image_size, image_size)) < 0.15).astype(np.float32)
+    flips = rng.random((n, drawings, image_size, image_size)) < noise * 0.1
+    return np.where(np.logical_xor(protos > 0, flips), 0, 255).astype(np.uint8)
 
   bg, ev = make(background), make(evaluation)
   prep = (lambda a: a[..., None]) if raw else preprocess
-  return Omniglot(prep(bg), prep(ev),
-                  [f"synthetic/bg{c}" for c in range(background)],
-                  [f"synthetic/ev{c}" for c in range(evaluation)])
+  return ClassSplit(prep(bg), prep(ev),
+                    [f"synthetic/bg{c}" for c in range(background)],
+                    [f"synthetic/ev{c}" for c in range(evaluation)])
 
 
 SPLITS = ("drawer", "random")
@@ -292,9 +312,9 @@ def order_drawings(images: np.ndarray, split: str, seed=0) -> np.ndarray:
 class TaskBatch(NamedTuple):
   """One meta-training task (leading meta-batch axis B when batched).
 
-  x_traj: (B, T, 28, 28, 1) one class's drawings, in inner-loop order.
+  x_traj: (B, T, H, W, 1) one class's drawings, in inner-loop order.
   y_traj: (B, T) its label.
-  x_rem: (B, R + T, 28, 28, 1) remember set (R random images of all meta-train
+  x_rem: (B, R + T, H, W, 1) remember set (R random images of all meta-train
     classes) followed by T drawings of the trajectory class again.
   y_rem: (B, R + T) labels.
   """
@@ -315,7 +335,7 @@ def sample_tasks(key: jax.Array, images: jax.Array, *, meta_batch: int,
 
   Args:
     key: PRNG key.
-    images: (C, 20, 28, 28, 1) meta-train images; labels are class indices.
+    images: (C, D, H, W, 1) meta-train images; labels are class indices.
   """
   num_classes, drawings = images.shape[:2]
   k_cls, k_traj, k_rem, k_again = jax.random.split(key, 4)
@@ -338,9 +358,9 @@ def sample_tasks(key: jax.Array, images: jax.Array, *, meta_batch: int,
 class Episode(NamedTuple):
   """A many-class episode for a closed-form head (no meta-batch axis).
 
-  x_sup: (W * S, 28, 28, 1) the support stream, class after class (``S``
+  x_sup: (W * S, *image_shape) the support stream, class after class (``S``
     drawings of each of ``W`` classes). y_sup: (W * S,) episode labels in
-    [0, W). x_qry: (W * Q, 28, 28, 1) other drawings of the same classes.
+    [0, W). x_qry: (W * Q, *image_shape) other drawings of the same classes.
     y_qry: (W * Q,) their labels.
   """
   x_sup: jax.Array
@@ -368,7 +388,7 @@ def sample_episode(key: jax.Array, images: jax.Array, *, ways: int, shots: int,
 
 
 def sample_iid_batch(key: jax.Array, images: jax.Array, batch: int):
-  """(batch, 28, 28, 1) images and (batch,) labels drawn uniformly (pretraining)."""
+  """(batch, H, W, 1) images and (batch,) labels drawn uniformly (pretraining)."""
   num_classes, drawings = images.shape[:2]
   flat = jax.random.choice(key, num_classes * drawings, (batch,), replace=False)
   return images[flat // drawings, flat % drawings], (flat // drawings).astype(jnp.int32)

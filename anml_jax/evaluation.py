@@ -7,9 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from anml_jax import configs, continual, data, heads, methods, sharding
-from anml_jax.data import Omniglot
+from anml_jax.data import ClassSplit
 from anml_jax.learner import context_is_static
-from anml_jax.models import Network, head_only, head_params
+from anml_jax.models import Network, check_input, head_only, head_params
 from anml_jax.reporting import Results, ResultsRow
 
 
@@ -131,7 +131,16 @@ def _head_streams(head: heads.Head, net: Network, params, bg, ev, ecfg) -> Calla
   return streams
 
 
-def meta_test(method: str, net: Network, params, omniglot: Omniglot, ecfg,
+def fits_dataset(net: Network, dataset: ClassSplit, ecfg) -> None:
+  """Raises ValueError unless ``dataset``'s images are ``net``'s input and
+  each class keeps a drawing to hold out after ``ecfg.train_per_class``."""
+  check_input(net, dataset.image_shape)
+  if ecfg.train_per_class >= dataset.drawings:
+    raise ValueError(f"bad eval config: train_per_class={ecfg.train_per_class} leaves "
+                     f"none of a class's {dataset.drawings} drawings to test: lower it")
+
+
+def meta_test(method: str, net: Network, params, dataset: ClassSplit, ecfg,
               log: Callable[[str], None] = print,
               on_update: Callable[[dict], None] | None = None,
               mesh=None, source: dict | None = None,
@@ -173,8 +182,9 @@ def meta_test(method: str, net: Network, params, omniglot: Omniglot, ecfg,
   oracle = bool(ecfg.oracle)
   order = lambda a, side: data.order_drawings(np.asarray(a), ecfg.split,
                                               (ecfg.split_seed, side))
-  bg = jnp.asarray(order(omniglot.background[:ecfg.search_pool], 0))
-  ev = jnp.asarray(order(omniglot.evaluation[:ecfg.class_pool], 1))
+  fits_dataset(net, dataset, ecfg)
+  bg = jnp.asarray(order(dataset.background[:ecfg.search_pool], 0))
+  ev = jnp.asarray(order(dataset.evaluation[:ecfg.class_pool], 1))
   t0 = time.perf_counter()   # the record's seconds include the features
   finetune = relearnt(method, net, ecfg)
   if ecfg.learner == "adam":

@@ -62,12 +62,14 @@ class Method(NamedTuple):
 
 def _anml(m) -> Network:
   return models.make_anml(nm_channels=m.nm_channels, pln_channels=m.pln_channels,
-                          num_outputs=m.num_outputs, conv_impl=m.conv_impl, gated=m.gate)
+                          num_outputs=m.num_outputs, conv_impl=m.conv_impl, gated=m.gate,
+                          image_size=m.image_size)
 
 
 def _oml(m) -> Network:
   return models.make_oml(channels=m.oml_channels, hidden=m.oml_hidden,
-                         num_outputs=m.num_outputs, conv_impl=m.conv_impl)
+                         num_outputs=m.num_outputs, conv_impl=m.conv_impl,
+                         image_size=m.image_size)
 
 
 # Network factories over a config's ``model`` block.

@@ -277,6 +277,8 @@ class Network(NamedTuple):
     probes: optional (params, x (B, ...)) -> {name: (B, D_name)}, the
       network's internal representations by name, for analyses
       (``anml_jax.analysis``).
+    input_shape: (H, W, K) of one input image, or None if not fixed
+      (:func:`check_input`).
   """
   name: str
   init: Callable[[jax.Array], Params]
@@ -285,6 +287,7 @@ class Network(NamedTuple):
   context_keys: tuple
   head_path: tuple
   probes: Callable[[Params, jax.Array], dict] | None = None
+  input_shape: tuple | None = None
 
   def predict(self, params: Params, x: jax.Array,
               ctx: jax.Array | None = None) -> jax.Array:
@@ -295,7 +298,7 @@ class Network(NamedTuple):
     return linear(get_path(params, self.head_path), self.features(params, x, ctx))
 
   def apply(self, params: Params, x: jax.Array) -> jax.Array:
-    """Full forward pass: (B, 28, 28, 1) -> (B, num_outputs) logits."""
+    """Full forward pass: (B, *input_shape) -> (B, num_outputs) logits."""
     return self.predict(params, x)
 
 
@@ -325,6 +328,17 @@ def _output_width(module: nn.Module, probe: jax.Array) -> int:
   out = jax.eval_shape(
       lambda: module.apply(module.init(jax.random.key(0), probe), probe))
   return out.shape[-1]
+
+
+def check_input(net: Network, image_shape: Sequence[int]) -> None:
+  """Raises ValueError unless images of shape ``image_shape`` (H, W, K), read
+  from a dataset's arrays, are what ``net`` was built for."""
+  if net.input_shape is not None and tuple(image_shape) != tuple(net.input_shape):
+    raise ValueError(
+        f"the data's images are {tuple(image_shape)} but the {net.name} network "
+        f"takes {tuple(net.input_shape)}: build it for them with "
+        f"--config.model.image_size={image_shape[0]} (the networks take square "
+        "grey images, K = 1)")
 
 
 def _check_grey(x: jax.Array) -> jax.Array:
@@ -385,7 +399,8 @@ def make_anml(*, nm_channels: int = 112, pln_channels: int = 256,
     return {"pln_before_gate": h, "gate": gating.gate_values(logits),
             "pln_after_gate": gating.gate(h, logits), "nm": n}
 
-  return Network("anml", init, context, features, ("nm",), ("pln", "head"), probes)
+  return Network("anml", init, context, features, ("nm",), ("pln", "head"), probes,
+                 (image_size, image_size, 1))
 
 
 def make_oml(*, channels: int = 256, hidden: int = 1024,
@@ -419,7 +434,8 @@ def make_oml(*, channels: int = 256, hidden: int = 1024,
     """The RLN's representation (what OML's PLN learns from)."""
     return {"representation": context(params, x)}
 
-  return Network("oml", init, context, features, ("rln",), ("pln", "head"), probes)
+  return Network("oml", init, context, features, ("rln",), ("pln", "head"), probes,
+                 (image_size, image_size, 1))
 
 
 def reinit_head(params: Params, head_path: Sequence[str], key: jax.Array,

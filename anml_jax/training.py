@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from anml_jax import checkpointing, configs, meta, methods, reporting, sharding
+from anml_jax import checkpointing, configs, meta, methods, models, reporting, sharding
 
 
 class TrainingDiverged(RuntimeError):
@@ -92,7 +92,8 @@ def train(cfg, workdir: str, images: np.ndarray, *, resume: bool = False,
     cfg: a validated config (see ``configs``).
     workdir: run folder: config.json, metrics.jsonl, tb/, checkpoints/.
     images: (C, D, H, W, 1) meta-training images (C >= num_train_classes),
-      uint8 (kept so on the device, normalised in the step) or float.
+      uint8 (kept so on the device, normalised in the step) or float; D and
+      (H, W, 1) are checked against the config before anything is written.
     resume: continue from the latest checkpoint in ``workdir``.
     provenance: a ``provenance.record``, appended to provenance.jsonl with
       the step the run starts from.
@@ -127,6 +128,7 @@ def train(cfg, workdir: str, images: np.ndarray, *, resume: bool = False,
     mesh = None
   main_process = jax.process_index() == 0
   net = methods.network(cfg)
+  models.check_input(net, images.shape[2:])
   state = meta.init_state(cfg, net, method.optimizer)
   if cfg.init_params and not resume:     # before anything is written
     state = warm_start(cfg, net, state)

@@ -48,8 +48,8 @@ def compile_cases(root: str, config: str, cases: list[str]) -> dict:
       key, value = kv.split("=", 1)
       cfg[key] = ast.literal_eval(value)
     net = methods.network(cfg)
-    imgs = jax.numpy.asarray(data.synthetic_omniglot(
-        0, background=cfg.num_train_classes, evaluation=1).background)
+    make = getattr(data, "synthetic", None) or data.synthetic_omniglot   # older revisions
+    imgs = jax.numpy.asarray(make(0, background=cfg.num_train_classes, evaluation=1).background)
     state = meta.init_state(cfg, net)
     chunk = jax.jit(meta.make_train_chunk(methods.get(cfg.method).make_step(cfg, net), 1))
     compiled = chunk.lower(state, imgs).compile()

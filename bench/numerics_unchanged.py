@@ -57,7 +57,10 @@ def worker(root: str, cases: list[str], steps: int, out: str) -> None:
 
 def synthetic(data):
   """The training images as the revision's train.py keeps them: uint8 where
-  its loader can (``raw``), else preprocessed float32; the same drawings."""
+  its loader can (``raw``), else preprocessed float32; the same drawings
+  (``data.synthetic`` was ``synthetic_omniglot`` before 2026-11-30)."""
+  if hasattr(data, "synthetic"):
+    return data.synthetic(0, background=40, evaluation=1, raw=True).background
   try:
     return data.synthetic_omniglot(0, background=40, evaluation=1, raw=True).background
   except TypeError:

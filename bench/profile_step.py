@@ -65,7 +65,7 @@ def main():
     key, value = kv.split("=", 1)
     cfg[key] = ast.literal_eval(value)
   net = methods.network(cfg)
-  imgs = jnp.asarray(data.synthetic_omniglot(0, background=cfg.num_train_classes,
+  imgs = jnp.asarray(data.synthetic(0, background=cfg.num_train_classes,
                                              evaluation=1).background)
   state = meta.init_state(cfg, net)
   chunk = jax.jit(meta.make_train_chunk(methods.get(cfg.method).make_step(cfg, net), args.steps))

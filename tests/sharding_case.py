@@ -18,7 +18,7 @@ def meta_setup():
   cfg.num_train_classes = 12
   cfg.model.update(nm_channels=4, pln_channels=6, num_outputs=12)
   net = methods.network(cfg)
-  images = jnp.asarray(data.synthetic_omniglot(1, background=12, evaluation=8).background)
+  images = jnp.asarray(data.synthetic(1, background=12, evaluation=8).background)
   return cfg, net, meta.init_state(cfg, net), images
 
 
@@ -55,7 +55,7 @@ def eval_setup():
   predictions can be compared exactly; 3 runs, so 4 devices need padding."""
   net = conftest.toy_net(12)
   coded = np.asarray(conftest.coded_images(12))
-  omni = data.Omniglot(coded, coded[:8], [], [])
+  omni = data.ClassSplit(coded, coded[:8], [], [])
   ecfg = configs.get_eval_config("smoke")
   ecfg.runs, ecfg.search_runs = 3, 2
   ecfg.search_pool, ecfg.class_pool = 12, 8

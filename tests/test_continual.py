@@ -187,7 +187,7 @@ def _smoke_protocol():
   """A tiny ANML, its parameters, synthetic Omniglot (30 + 20 classes) and the
   smoke meta-test protocol sized to it."""
   net = tiny_anml(num_outputs=40)
-  omni = data.synthetic_omniglot(0, background=30, evaluation=20)
+  omni = data.synthetic(0, background=30, evaluation=20)
   ecfg = configs.get_eval_config("smoke")
   ecfg.search_pool, ecfg.class_pool = 30, 20
   return net, net.init(jax.random.key(0)), omni, ecfg
@@ -211,7 +211,7 @@ def toy_protocol():
   compared exactly."""
   net = toy_net(30)
   coded = np.asarray(coded_images(30))
-  omni = data.Omniglot(coded, coded[:20], [], [])
+  omni = data.ClassSplit(coded, coded[:20], [], [])
   ecfg = configs.get_eval_config("smoke")
   ecfg.search_pool, ecfg.class_pool = 30, 20
   ecfg.lrs = (3e-2, 3e-1)

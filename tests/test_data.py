@@ -5,7 +5,7 @@ import jax
 import numpy as np
 import pytest
 
-from anml_jax import data
+from anml_jax import checkpointing, configs, data, evaluation, methods, training
 from tests.conftest import needs_omniglot
 
 
@@ -82,6 +82,45 @@ def test_tfds_examples_convert_to_the_same_layout():
 
 
 def test_synthetic_data_shapes():
-  o = data.synthetic_omniglot(background=5, evaluation=3)
+  o = data.synthetic(background=5, evaluation=3)
   assert o.background.shape == (5, 20, 28, 28, 1)
   assert o.evaluation.shape == (3, 20, 28, 28, 1)
+
+
+def test_a_dataset_of_another_shape_trains_and_is_evaluated(tmp_path):
+  """Nothing outside the Omniglot loader assumes its sizes: a set of 12
+  drawings per class of 20 x 20 images meta-trains ANML (network built for
+  20 px) and goes through the meta-test; a network built for another size
+  is refused, naming the fix, before anything is written."""
+  small = data.synthetic(0, background=10, evaluation=6, drawings=12, image_size=20,
+                         raw=True)
+  assert small.drawings == 12 and small.image_shape == (20, 20, 1)
+  cfg = configs.get_config("smoke", "anml")
+  cfg.update(num_train_classes=10, traj_len=4, remember_size=8, steps=2, log_every=2,
+             ckpt_every=2, first_order=True)
+  cfg.model.update(num_outputs=10)
+  with pytest.raises(ValueError, match=r"images are \(20, 20, 1\) but the anml network "
+                     r"takes \(28, 28, 1\).*--config.model.image_size=20"):
+    training.train(cfg, str(tmp_path / "wrong"), small.background, progress=False)
+  assert not (tmp_path / "wrong").exists()
+  cfg.model.image_size = 20
+  training.train(cfg, str(tmp_path / "run"), small.background, progress=False)
+  _, net, params, step = checkpointing.load_run(str(tmp_path / "run"))
+  assert step == 2 and net.input_shape == (20, 20, 1)
+  x = data.to_float(small.evaluation[:2, :3].reshape(6, 20, 20, 1))
+  assert np.all(np.isfinite(net.apply(params, x)))
+  ecfg = configs.get_eval_config("smoke")
+  ecfg.update(schedule=(3,), class_pool=6, search_pool=10, train_per_class=8,
+              search_runs=1)
+  floats = data.ClassSplit(*(data.to_float(a) for a in small[:2]), *small[2:])
+  res = evaluation.meta_test("anml", net, params, floats, ecfg, log=lambda s: None)
+  (row,) = res["per_n"]
+  assert row["classes"] == 3 and len(row["test_runs"]) == 2
+  assert 0.0 <= row["test_mean"] <= 1.0
+  ecfg.train_per_class = 12
+  with pytest.raises(ValueError, match="train_per_class=12 leaves none of a class's 12"):
+    evaluation.meta_test("anml", net, params, floats, ecfg, log=lambda s: None)
+  wide = configs.get_config("smoke", "anml")
+  with pytest.raises(ValueError, match=r"--config.model.image_size=20"):
+    evaluation.meta_test("anml", methods.network(wide), params, floats, ecfg,
+                         log=lambda s: None)

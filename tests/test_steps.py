@@ -86,7 +86,7 @@ def test_asb_step_carries_the_adapted_weights_into_the_adam_step(x64):
   cfg.update(num_train_classes=6)
   cfg.model.update(num_outputs=6)
   net = methods.network(cfg)
-  images = jnp.asarray(data.synthetic_omniglot(0, background=6, evaluation=1).background,
+  images = jnp.asarray(data.synthetic(0, background=6, evaluation=1).background,
                        jnp.float64)
   state = meta.init_state(cfg, net)
   state = state._replace(params=jax.tree.map(lambda a: a.astype(jnp.float64), state.params))
@@ -128,7 +128,7 @@ def test_a_method_registered_from_outside_trains(tmp_path):
     cfg.update(num_train_classes=8, steps=24, log_every=8, ckpt_every=8)   # zaps at 20
     cfg.model.update(num_outputs=8)
     assert cfg.zap == "epoch" and cfg.meta_lr == 3e-4
-    images = data.synthetic_omniglot(0, background=8, evaluation=1).background
+    images = data.synthetic(0, background=8, evaluation=1).background
     state = training.train(cfg, str(tmp_path / "w"), images, progress=False)
     assert meta.steps_taken(state) == 24 and entry.trained
     lines = [json.loads(l) for l in open(tmp_path / "w" / "metrics.jsonl")]
@@ -191,8 +191,8 @@ def test_uint8_images_on_the_device_give_the_float_path_s_values():
   step normalises what it samples by a table of preprocess's 256 values, so
   the images are the float path's exactly; the gradients agree up to float
   tolerance (two compiled programs)."""
-  raw = data.synthetic_omniglot(0, background=8, evaluation=1, raw=True).background
-  flt = data.synthetic_omniglot(0, background=8, evaluation=1).background
+  raw = data.synthetic(0, background=8, evaluation=1, raw=True).background
+  flt = data.synthetic(0, background=8, evaluation=1).background
   assert raw.dtype == np.uint8 and raw.nbytes * 4 == flt.nbytes
   np.testing.assert_array_equal(jax.jit(data.to_float)(raw), flt)   # by construction
   cfg = configs.get_config("smoke", "anml")

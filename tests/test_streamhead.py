@@ -83,7 +83,7 @@ def test_training_lowers_the_episode_loss_on_held_fixed_episodes():
   """40 steps on the synthetic classes lower the mean loss of 8 fixed
   episodes well below its value at initialisation."""
   cfg = _cfg(meta_lr=3e-3)
-  images = jnp.asarray(data.synthetic_omniglot().background)
+  images = jnp.asarray(data.synthetic().background)
   net = methods.network(cfg)
   loss_fn = jax.jit(jax.vmap(meta.make_head_meta_loss(cfg, net), in_axes=(None, 0)))
   eps = jax.vmap(lambda k: data.sample_episode(k, images, ways=3, shots=2, queries=2))(
