@@ -72,6 +72,7 @@ def main(argv=None):
       sharding.initialize_distributed(fv.coordinator, fv.num_processes, fv.process_id)
     cfg = run_config(fv)
     configs.validate(cfg)
+    configs.fits_drawings(cfg, data.DRAWINGS)   # Omniglot's (and its stand-in's), before loading
     images = cli.load_dataset(fv, raw=True).background   # uint8 on the device
     training.train(cfg, fv.workdir, images, resume=fv.resume, progress=fv.progress,
                    provenance=provenance.record(["train.py", *argv]))

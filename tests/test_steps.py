@@ -217,3 +217,14 @@ def test_a_dataset_with_too_few_drawings_is_refused_before_anything_is_written(t
                      "each: lower it"):
     training.train(cfg, str(tmp_path / "w"), images, progress=False)
   assert not (tmp_path / "w").exists()
+
+
+def test_train_py_refuses_a_trajectory_longer_than_a_class_before_loading_data(tmp_path,
+                                                                               capsys):
+  """The Omniglot zips are not even looked for: the error is the config's."""
+  run = tmp_path / "w"
+  assert train.main(["--workdir", str(run), f"--omniglot_dir={tmp_path / 'none'}",
+                     "--config.traj_len=25"]) == 1
+  err = capsys.readouterr().err
+  assert "traj_len=25; the data's classes have 20 drawings each: lower it" in err
+  assert "not found" not in err and not run.exists()
