@@ -17,7 +17,8 @@ head is re-learnt (the meta-test default of ANML and pretrain) the features of
 every image are fixed, so they too are computed once: :func:`head_only` is the
 head alone as a :class:`Network` over such precomputed features.
 
-Shapes: images are ``(B, 28, 28, 1)`` floats (see ``data.preprocess``); the
+Shapes: images are ``(B, S, S, 1)`` floats, S = ``image_size`` (Omniglot: 28; see
+``data.preprocess``); the
 single grey channel is tiled to ``in_channels`` as the original code's
 ``convert('RGB')`` does (ANML's first conv sums its kernel over them instead,
 the same function: :func:`grey_conv_instance_norm`). Logits are
@@ -164,8 +165,9 @@ def grey_conv_instance_norm(x: jax.Array, kernel: jax.Array, scale: jax.Array,
 class ConvStack(nn.Module):
   """ANML's trunk: 3 x (conv3x3 -> instance norm -> ReLU [-> max-pool 2x2]).
 
-  (B, 28, 28, 1) grey images, tiled to ``in_channels`` -> (B, 3 * 3 *
-  channels) with pools after blocks 1 and 2. With ``impl='im2col'`` the
+  (B, S, S, 1) grey images, tiled to ``in_channels`` -> (B, s * s *
+  channels) with pools after blocks 1 and 2, s = ((S - 2) // 2 - 2) // 2 - 2
+  (3 for S = 28). With ``impl='im2col'`` the
   first block is :func:`grey_conv_instance_norm`.
   """
   channels: int
