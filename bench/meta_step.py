@@ -30,7 +30,7 @@ from anml_jax import configs, data, meta, methods, provenance
 def bench_case(cfg, steps, repeats):
   net = methods.network(cfg)
   imgs = jnp.asarray(data.synthetic(0, background=cfg.num_train_classes,
-                                             evaluation=1).background)
+                                    evaluation=1).background)
   state = meta.init_state(cfg, net)
   chunk = jax.jit(meta.make_train_chunk(methods.get(cfg.method).make_step(cfg, net), steps))
   t0 = time.perf_counter()

@@ -59,8 +59,7 @@ def main():
   pool = args.class_pool or ecfg.class_pool
   finetune = tuple(args.finetune or methods.get(args.method).finetune)
   params = net.init(jax.random.key(0))
-  images = jnp.asarray(data.synthetic(0, background=1,
-                                               evaluation=pool).evaluation)
+  images = jnp.asarray(data.synthetic(0, background=1, evaluation=pool).evaluation)
   rng = np.random.default_rng(0)
   classes = jnp.asarray(continual.sample_classes(rng, pool, args.classes, args.runs))
   keys = jax.random.split(jax.random.key(1), args.runs)

@@ -66,7 +66,7 @@ def main():
     cfg[key] = ast.literal_eval(value)
   net = methods.network(cfg)
   imgs = jnp.asarray(data.synthetic(0, background=cfg.num_train_classes,
-                                             evaluation=1).background)
+                                    evaluation=1).background)
   state = meta.init_state(cfg, net)
   chunk = jax.jit(meta.make_train_chunk(methods.get(cfg.method).make_step(cfg, net), args.steps))
   state, m = chunk(state, imgs)

@@ -33,6 +33,18 @@ def test_meta_step_benchmark_reports_the_floor(tmp_path):
     assert r["floor_s_per_step"] == r["analytic_flops_per_step"] / res["matmul_flops_per_s"]
 
 
+def test_seeds_benchmark_runs_one_program_and_separate_processes(tmp_path):
+  out = tmp_path / "seeds.json"
+  _run("seeds.py", "--config", "smoke", "--method", "pretrain", "--seeds", "1", "2",
+       "--steps", "1", "--repeats", "1", "--out", str(out))
+  res = json.loads(out.read_text())
+  assert [(r["seeds"], r["how"]) for r in res["rows"]] == [
+      (1, "one program"), (2, "one program"), (2, "separate processes")]
+  for r in res["rows"]:
+    assert r["trajectories_per_s"] > 0 and r["device_bytes"] > 0
+  assert res["rows"][0]["over_one_seed"] == 1.0
+
+
 def test_meta_test_benchmark_counts_stream_steps(tmp_path):
   out = tmp_path / "meta_test.json"
   _run("meta_test.py", "--classes", "3", "--class-pool", "5", "--runs", "2", "--lrs", "2",
