@@ -97,9 +97,7 @@ def validate(c: ml_collections.ConfigDict) -> None:
   need(c.method in methods.REGISTRY,
        f"method={c.method!r} must be one of {sorted(methods.REGISTRY)}")
   entry = methods.get(c.method)
-  need(c.zap in entry.zaps,
-       f"zap={c.zap!r}: method {c.method!r} can use {', '.join(entry.zaps)} "
-       f"(anml_jax/steps.py ZAPS); choose one of those")
+  need(c.zap in entry.zaps, entry.zap_refusal(c.zap))
   need(c.zap_scale in ("row", "block"), f"zap_scale={c.zap_scale!r} must be "
        "'row' (Kaiming per row) or 'block' (over the rows drawn together)")
   need(entry.estimator is not steps.asb or c.meta_batch == 1,

@@ -49,13 +49,17 @@ class Method(NamedTuple):
   def trained(self) -> bool:
     return self.estimator is not None
 
+  def zap_refusal(self, zap: str) -> str:
+    """Why this method refuses the reset ``zap`` (one not in ``zaps``)."""
+    return (f"zap={zap!r}: method {self.name!r} can use {', '.join(self.zaps)} "
+            "(anml_jax/steps.py ZAPS); choose one of those")
+
   def make_step(self, cfg, net: Network, mesh=None) -> Callable:
     """``step(state, images) -> (state, metrics)`` (:func:`steps.make_step`)."""
     if not self.trained:
       raise ValueError(f"method {self.name!r} is not trained ({self.description})")
     if cfg.zap not in self.zaps:
-      raise ValueError(f"zap={cfg.zap!r}: method {self.name!r} can use "
-                       f"{', '.join(self.zaps)}")
+      raise ValueError(self.zap_refusal(cfg.zap))
     return steps.make_step(cfg, net, mesh, sampler=self.sampler, estimator=self.estimator,
                            batch_key=self.batch_key, optimizer=self.optimizer)
 
