@@ -5,13 +5,15 @@ one seed each, on the same device, at the same time.
   python bench/seeds.py --seeds 1 4 8 --out bench/results/seeds_gpu.json
   python bench/seeds.py --config smoke --seeds 1 2 --steps 2 --repeats 1   # seconds on a CPU
 
-For each K it reports trajectories/s (K x meta_batch x meta-steps per second)
-and device memory: the device's peak bytes where it keeps count (GPU), else
-the compiled program's argument, output and temporary bytes (XLA's memory
-analysis). The separate processes compile and warm up, wait at a common
-start, run the same chunks, and their throughput is all trajectories over
-the span from the first start to the last end. On a GPU each process gets
-1/K of its memory (XLA_PYTHON_CLIENT_MEM_FRACTION).
+Every case runs in fresh processes (so no case's memory or compile cache is
+another's). For each K it reports trajectories/s (K x meta_batch x
+meta-steps per second) and device memory: the device's peak bytes in the
+process where it keeps count (GPU), else the compiled program's argument,
+output and temporary bytes (XLA's memory analysis), summed over processes.
+The processes compile and warm up, wait at a common start, run the same
+chunks, and their throughput is all trajectories over the span from the
+first start to the last end. On a GPU each of K processes gets 0.9 / K of
+its memory (XLA_PYTHON_CLIENT_MEM_FRACTION).
 """
 import argparse
 import json
@@ -73,31 +75,22 @@ def config(name: str, seeds: int):
   return cfg
 
 
-def one_program(name: str, seeds: int, steps: int, repeats: int) -> dict:
-  cfg = config(name, seeds)
-  t0 = time.perf_counter()
-  compiled, state, images = program(cfg, steps)
-  compile_s = time.perf_counter() - t0
-  start, end = timed(compiled, warm(compiled, state, images), images, repeats)
-  traj = seeds * cfg.meta_batch * steps * repeats
-  return {"seeds": seeds, "how": "one program", "compile_s": compile_s,
-          "seconds": end - start, "trajectories_per_s": traj / (end - start),
-          "device_bytes": memory_bytes(compiled)}
-
-
-def separate_processes(name: str, seeds: int, steps: int, repeats: int) -> dict:
-  """``seeds`` processes of one seed each, started together."""
+def launch(name: str, seeds_each: int, processes: int, steps: int, repeats: int) -> dict:
+  """``processes`` fresh processes, each training ``seeds_each`` seeds in one
+  program, timed from a common start once all are compiled and warm; their
+  throughput is all trajectories over the span from the first start to the
+  last end, their memory the sum of theirs."""
   env = dict(os.environ)
-  if jax.default_backend() == "gpu":
-    env.update(XLA_PYTHON_CLIENT_MEM_FRACTION=f"{0.9 / seeds:.3f}",
+  if jax.default_backend() == "gpu" and processes > 1:
+    env.update(XLA_PYTHON_CLIENT_MEM_FRACTION=f"{0.9 / processes:.3f}",
                XLA_PYTHON_CLIENT_PREALLOCATE="false")
+  config_name, method = name.split(":")
   with tempfile.TemporaryDirectory() as tmp:
-    outs = [os.path.join(tmp, f"{i}.json") for i in range(seeds)]
+    outs = [os.path.join(tmp, f"{i}.json") for i in range(processes)]
     go = os.path.join(tmp, "go")
-    config_name, method = name.split(":")
     procs = [subprocess.Popen([sys.executable, __file__, "--worker", go, o, "--config",
-                               config_name, "--method", method, "--steps", str(steps),
-                               "--repeats", str(repeats)], env=env)
+                               config_name, "--method", method, "--seeds", str(seeds_each),
+                               "--steps", str(steps), "--repeats", str(repeats)], env=env)
              for o in outs]
     while not all(os.path.isfile(o + ".ready") for o in outs):   # all compiled, warm
       if any(p.poll() not in (None, 0) for p in procs):
@@ -111,16 +104,19 @@ def separate_processes(name: str, seeds: int, steps: int, repeats: int) -> dict:
         raise RuntimeError("a worker process failed")
     rows = [json.load(open(o)) for o in outs]
   span = max(r["end"] for r in rows) - min(r["start"] for r in rows)
-  traj = sum(r["trajectories"] for r in rows)
-  return {"seeds": seeds, "how": "separate processes", "seconds": span,
-          "trajectories_per_s": traj / span,
-          "device_bytes": None if any(r["device_bytes"] is None for r in rows)
-          else sum(r["device_bytes"] for r in rows)}
+  memory = [r["device_bytes"] for r in rows]
+  return {"seeds": seeds_each * processes,
+          "how": "one program" if processes == 1 else "separate processes",
+          "compile_s": max(r["compile_s"] for r in rows), "seconds": span,
+          "trajectories_per_s": sum(r["trajectories"] for r in rows) / span,
+          "device_bytes": None if None in memory else sum(memory)}
 
 
-def worker(go: str, out: str, name: str, steps: int, repeats: int) -> None:
-  cfg = config(name, 1)
+def worker(go: str, out: str, name: str, seeds: int, steps: int, repeats: int) -> None:
+  cfg = config(name, seeds)
+  t0 = time.perf_counter()
   compiled, state, images = program(cfg, steps)
+  compile_s = time.perf_counter() - t0
   state = warm(compiled, state, images)
   open(out + ".ready", "w").close()
   while not os.path.isfile(go):
@@ -129,8 +125,9 @@ def worker(go: str, out: str, name: str, steps: int, repeats: int) -> None:
     time.sleep(max(0.0, float(f.read()) - time.time()))   # the common start
   start, end = timed(compiled, state, images, repeats)
   with open(out, "w") as f:
-    json.dump({"start": start, "end": end, "device_bytes": memory_bytes(compiled),
-               "trajectories": cfg.meta_batch * steps * repeats}, f)
+    json.dump({"start": start, "end": end, "compile_s": compile_s,
+               "device_bytes": memory_bytes(compiled),
+               "trajectories": seeds * cfg.meta_batch * steps * repeats}, f)
 
 
 def main():
@@ -146,14 +143,14 @@ def main():
   p.add_argument("--out", default=None)
   p.add_argument("--worker", nargs=2, metavar=("GO", "OUT"), help=argparse.SUPPRESS)
   args = p.parse_args()
-  if args.worker:
-    return worker(*args.worker, f"{args.config}:{args.method}", args.steps, args.repeats)
   name = f"{args.config}:{args.method}"
+  if args.worker:
+    return worker(*args.worker, name, args.seeds[0], args.steps, args.repeats)
   rows = []
   for k in args.seeds:
-    hows = [one_program] + ([separate_processes] if k > 1 and not args.no_processes else [])
-    for how in hows:
-      r = how(name, k, args.steps, args.repeats)
+    shapes = [(k, 1)] + ([(1, k)] if k > 1 and not args.no_processes else [])
+    for seeds_each, processes in shapes:
+      r = launch(name, seeds_each, processes, args.steps, args.repeats)
       rows.append(r)
       print(f"K={k:2d} {r['how']:18s} {r['trajectories_per_s']:9.2f} traj/s  "
             f"device {(r['device_bytes'] or 0) / 2**30:6.2f} GiB", flush=True)

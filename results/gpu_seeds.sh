@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Seeds on a lent GPU (issue 24), one stage per device call, each sized to
+# finish within a 10-minute call and to write everything under OUT:
+#
+#   results/gpu_seeds.sh OUT bench                      # bench/seeds.py, K = 1, 4, 8
+#   results/gpu_seeds.sh OUT train NAME CONFIG [--config.KEY=VALUE ...]
+#       # K = 3 seeds of configs/CONFIG in one program -> OUT/runs/NAME, each
+#       # seed exported to OUT/export/NAME_seedS.npz (13.9 MB each)
+#   results/gpu_seeds.sh OUT eval NPZ [evaluate.py flags ...]
+#       # the paper's meta-test of one exported seed -> OUT/results/<npz name>
+#   SMOKE=1 results/gpu_seeds.sh ...                    # the same at smoke size (CPU minutes)
+#
+# e.g. ANML second order, then its seeds' evaluations (carry the .npz files
+# back with the device tool's `carry`):
+#   results/gpu_seeds.sh $OUT train anml_so anml.py
+#   results/gpu_seeds.sh $OUT eval export/anml_so_seed9.npz
+# Training resumes when OUT/runs/NAME already holds the run (a warm machine).
+set -euo pipefail
+out=${1:?usage: results/gpu_seeds.sh OUT STAGE ...}
+stage=${2:?usage: results/gpu_seeds.sh OUT STAGE ...}
+shift 2
+py=${PYTHON:-python}
+seeds=${SEEDS:-3}
+if [[ ${SMOKE:-0} == 1 ]]; then size=":smoke"; protocol="configs/eval.py:smoke"; bench=smoke
+else size=""; protocol="configs/eval.py"; bench=default; fi
+mkdir -p "$out"
+log() { echo "$(date -u +%T) $*" | tee -a "$out/gpu_seeds.log" >&2; }
+
+case $stage in
+  bench)
+    mkdir -p "$out/bench"
+    log "bench/seeds.py --config $bench"
+    "$py" bench/seeds.py --config "$bench" --seeds 1 4 8 --out "$out/bench/seeds.json" \
+        2>&1 | tee -a "$out/gpu_seeds.log" ;;
+  train)
+    name=${1:?train NAME CONFIG}; config=${2:?train NAME CONFIG}; shift 2
+    run="$out/runs/$name"
+    start=(--config="configs/$config$size" --config.seeds="$seeds")
+    [[ -f $run/config.json ]] && start=(--resume)
+    log "train $name ($config, $seeds seeds)"
+    "$py" train.py --workdir="$run" --noprogress "${start[@]}" "$@" 2>&1 | tee -a "$out/$name.log"
+    mkdir -p "$out/export"
+    for s in $("$py" -c "import sys; from anml_jax import load_run, meta
+print(*meta.seed_list(load_run(sys.argv[1])[0]))" "$run"); do
+      "$py" -c "import sys; from anml_jax import export_params
+print(export_params(sys.argv[1], sys.argv[2], seed=int(sys.argv[3])))" \
+          "$run" "$out/export/${name}_seed$s.npz" "$s" | tee -a "$out/$name.log"
+    done
+    sha256sum "$out"/export/"${name}"_seed*.npz | tee -a "$out/gpu_seeds.log" ;;
+  eval)
+    npz=${1:?eval NPZ}; shift
+    name=$(basename "$npz" .npz)
+    log "evaluate $name"
+    "$py" evaluate.py --checkpoint="$npz" --eval_config="$protocol" \
+        --out="$out/results/$name" "$@" 2>&1 | tee -a "$out/$name.eval.log" ;;
+  *)
+    echo "unknown stage $stage: bench, train or eval" >&2; exit 2 ;;
+esac
+log "done $stage"
