@@ -206,7 +206,7 @@ class Dense(nn.Module):
 class NeuromodulatoryNet(nn.Module):
   """NM: ConvStack(nm_channels) -> Dense(gate_width); returns gate logits.
 
-  ``apply(..., method='activations')`` gives the trunk's (B, 9 * channels)
+  ``apply(..., method='activations')`` gives the trunk's (B, s * s * channels)
   activations instead (the NM's own representation)."""
   channels: int = 112
   gate_width: int = 2304
