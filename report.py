@@ -106,8 +106,9 @@ def _heads_specs() -> list[Spec]:
   """ANML's gated features, ANML's NM output, the shipped pretrain file's
   features (matched by its sha256: the pretrain rows above are of the GPU
   run, which is gone) and the features meta-trained for a closed-form head
-  (streamhead, with and without the gate), each with Adam one image per
-  step (the paper's learner), its oracle, and every closed-form head."""
+  (streamhead, with and without the gate), and the features of issue 23's
+  methods (zapped pretraining, ASB), each with Adam one image per step (the
+  paper's learner), its oracle, and every closed-form head."""
   shipped = _shipped_pretrain()
   out = []
   for name, base, features in (
@@ -120,7 +121,15 @@ def _heads_specs() -> list[Spec]:
       ("streamhead from scratch, gated features",
        (("method", "streamhead"), ("gate", True), ("init", None)), "head_input"),
       ("streamhead from scratch, ungated features",
-       (("method", "streamhead"), ("gate", False), ("init", None)), "head_input")):
+       (("method", "streamhead"), ("gate", False), ("init", None)), "head_input"),
+      ("pretrain zapped every epoch, Kaiming per row: features",
+       (("method", "pretrain"), ("steps", 2000), ("zap", "epoch"), ("zap_scale", "row")),
+       "head_input"),
+      ("pretrain zapped every epoch, Frati et al.'s block std: features",
+       (("method", "pretrain"), ("steps", 2000), ("zap", "epoch"), ("zap_scale", "block")),
+       "head_input"),
+      ("ASB with zapping: features", _ASB + (("zap", "trajectory"),), "head_input"),
+      ("ASB without zapping: features", _ASB + (("zap", "none"),), "head_input")):
     if features == "head_input":
       out.append(Spec(f"{name}: Adam, one image per step",
                       base + (("learner", "adam"), ("oracle", False))))
