@@ -338,9 +338,9 @@ def check_input(net: Network, image_shape: Sequence[int]) -> None:
   if net.input_shape is not None and tuple(image_shape) != tuple(net.input_shape):
     raise ValueError(
         f"the data's images are {tuple(image_shape)} but the {net.name} network "
-        f"takes {tuple(net.input_shape)}: build it for them with "
-        f"--config.model.image_size={image_shape[0]} (the networks take square "
-        "grey images, K = 1)")
+        f"takes {tuple(net.input_shape)}: train a network for them "
+        f"(--config.model.image_size={image_shape[0]}; the networks take square grey "
+        "images, K = 1) or give this one images of its size")
 
 
 def _check_grey(x: jax.Array) -> jax.Array:
