@@ -76,12 +76,11 @@ def warm_start(cfg, net, state: meta.MetaState) -> meta.MetaState:
         f"init_params={cfg.init_params}: its parameters do not fit the network "
         f"of this config ({cfg.method}, model {cfg.model.to_dict()}); give the "
         "same model sizes as the run that made it, or another file")
+  init = methods.get(cfg.method).optimizer(cfg).init
   if cfg.seeds > 1:
     params = jax.tree.map(lambda a: jnp.stack([a] * cfg.seeds), params)
-    opt_state = jax.vmap(methods.get(cfg.method).optimizer(cfg).init)(params)
-  else:
-    opt_state = methods.get(cfg.method).optimizer(cfg).init(params)
-  return state._replace(params=params, opt_state=opt_state)
+    init = jax.vmap(init)
+  return state._replace(params=params, opt_state=init(params))
 
 
 def train(cfg, workdir: str, images: np.ndarray, *, resume: bool = False,
