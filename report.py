@@ -141,6 +141,80 @@ def _heads_specs() -> list[Spec]:
   return out
 
 
+FEATURE_NAMES = {"head_input": "features", "context": "NM output"}
+COST_BENCH = os.path.join("bench", "results", "cpu_cost.json")
+
+
+def _cost_rows() -> list[tuple]:
+  """(name, bench/cost.py case, spec of the Adam record, spec of its
+  features under the closed-form heads or None)."""
+  fo = (("method", "anml"), ("steps", 20000), ("first_order", True))
+  pre = (("method", "pretrain"), ("steps", 2000), ("zap", "epoch"))
+  head = (("method", "streamhead"), ("gate", True), ("init", "anml_omniglot.npz"))
+  rows = [
+      ("ANML, second order, its reset", "anml", _ANML[:4], _ANML[:4]),
+      ("ANML, first order, its reset", "anml_first_order", fo + (("zap", "trajectory"),),
+       fo + (("zap", "trajectory"),)),
+      ("ANML, first order, no reset", "anml_first_order", fo + (("zap", "none"),),
+       fo + (("zap", "none"),)),
+      ("OML (PLN re-learnt)", "oml", _OML[:3] + (("finetune", "pln"),), _OML[:3]),
+      ("ASB, no zapping", "asb", _ASB + (("zap", "none"),), _ASB + (("zap", "none"),)),
+      ("ASB, zapping", "asb", _ASB + (("zap", "trajectory"),), _ASB + (("zap", "trajectory"),)),
+      ("pretrain, no zapping (the shipped CPU run)", "pretrain",
+       _PRETRAIN[:3] + (("checkpoint_sha256", _shipped_pretrain()),),
+       _PRETRAIN[:3] + (("checkpoint_sha256", _shipped_pretrain()),)),
+      ("pretrain, zapping every epoch, Kaiming per row", "pretrain",
+       pre + (("zap_scale", "row"),), pre + (("zap_scale", "row"),)),
+      ("pretrain, zapping every epoch, block std", "pretrain",
+       pre + (("zap_scale", "block"),), pre + (("zap_scale", "block"),)),
+      ("streamhead from ANML's parameters (ANML's run, then 600 steps)", "streamhead",
+       None, head)]
+  return [(name, case, adam and Spec(name, adam + (("learner", "adam"),) + _DRAWER
+                                      + (("oracle", False),)), feats)
+          for name, case, adam, feats in rows]
+
+
+def cost_table(entries, bench: dict | None) -> str:
+  """Markdown: each method's training cost on one machine
+  (bench/results/cpu_cost.json) beside its test accuracy at 600 classes with
+  Adam (the paper's learner) and with its best one-pass closed-form head."""
+  cases = {r["case"]: r for r in (bench or {}).get("rows", [])}
+  marks = store.Marks()
+  lines = ["| method | steps | GFLOP / step | PFLOP / run | s / step | hours / run "
+           "| test % at 600, Adam | best one-pass head at 600 |", "|---|" + "---|" * 7]
+  for name, case, adam, feats in _cost_rows():
+    r = cases.get(case)
+    cost = ["", "", "", "", ""]
+    if r:
+      extra = name.startswith("streamhead")   # on top of ANML's own run
+      base = cases.get("anml") if extra else None
+      hours = r["run_hours"] + (base["run_hours"] if base else 0)
+      run_flops = r["run_flops"] + (base["run_flops"] if base else 0)
+      cost = [f"{r['run_steps']:,}" + (" + ANML's" if extra else ""),
+              f"{r['flops_per_step'] / 1e9:.1f}", f"{run_flops / 1e15:.3f}",
+              f"{r['s_per_step']:.2f}", f"{hours:.1f}"]
+    c = adam and store.cell(entries, adam, 600)
+    acc = f"{c.mean:.1f} ± {c.std:.1f}{marks.of(c)}" if c else ""
+    best = None
+    for head, title in HEAD_NAMES.items():
+      for features, where in FEATURE_NAMES.items():
+        h = store.cell(entries, Spec(name, feats + (("learner", head), ("features", features))),
+                       600)
+        if h and (best is None or h.mean > best[0].mean):
+          best = (h, f"{title}, {where}")
+    head_text = f"{best[0].mean:.1f} ± {best[0].std:.1f}{marks.of(best[0], 'head')} ({best[1]})" \
+        if best else ""
+    lines.append(f"| {name} | " + " | ".join(cost + [acc, head_text]) + " |")
+  if bench:
+    lines.append("\nSteps and FLOPs: bench/flops.py's analytic count; s / step: "
+                 f"`{bench['provenance']['command']}` "
+                 f"on {bench['cpu']} ({bench['cpu_count']} cores, dense float32 matmul "
+                 f"{bench['matmul_flops_per_s'] / 1e9:.0f} GFLOP/s), the machine otherwise quiet; "
+                 "hours / run: steps x s / step.")
+  notes = marks.notes()
+  return "\n".join(lines) + ("\n\n" + notes if notes else "")
+
+
 def _published_rows() -> list[tuple]:
   p = reporting.PUBLISHED
   pct = lambda v: f"{100 * v:.1f}"
@@ -155,8 +229,9 @@ def _published_rows() -> list[tuple]:
   ]
 
 
-def blocks(entries) -> dict:
-  """{(file, block name): generated markdown}."""
+def blocks(entries, bench: dict | None = None) -> dict:
+  """{(file, block name): generated markdown}; ``bench``: the training cost
+  benchmark's JSON (:data:`COST_BENCH`), if there is one."""
   readme = [Spec(r, m) for r, _, m in MAIN if r is not None]
   full = [Spec(f, m) for _, f, m in MAIN]
   present = [s for s in _heads_specs() if any(store.cell(entries, s, n) for n in ALL_N)]
@@ -168,6 +243,7 @@ def blocks(entries) -> dict:
           entries, full, ALL_N, published=_published_rows()),
       ("results/README.md", "heads-table"): store.table(entries, present, ALL_N),
       ("results/README.md", "zapping-table"): store.table(entries, zapping, ALL_N),
+      ("results/README.md", "cost-table"): cost_table(entries, bench),
   }
 
 
@@ -206,7 +282,9 @@ def main(argv=None):
       return 0
     entries = store.load(fv.results)
     stale = []
-    for (name, key), body in blocks(entries).items():
+    bench_path = os.path.join(REPO, COST_BENCH)
+    bench = json.load(open(bench_path)) if os.path.exists(bench_path) else None
+    for (name, key), body in blocks(entries, bench).items():
       path = os.path.join(REPO, name)
       text = open(path).read()
       if store.block(text, key) != body.strip("\n"):

@@ -42,6 +42,13 @@ def cpu_model() -> str:
   return platform.processor() or platform.machine()
 
 
+def machine() -> dict:
+  """{backend, device, jax, machine, cpu, cpu_count}: what a benchmark ran on."""
+  return {"backend": jax.default_backend(), "device": str(jax.devices()[0].device_kind),
+          "jax": jax.__version__, "machine": platform.machine(), "cpu": cpu_model(),
+          "cpu_count": os.cpu_count()}
+
+
 def record(argv: list[str]) -> dict:
   """{command, git_revision, git_dirty, python, packages, backend, device,
   devices, processes, host, cpu, cpu_count, utc} for the running process;

@@ -13,8 +13,6 @@ evaluation: bench/meta_test.py's ``context_s``).
 """
 import argparse
 import json
-import os
-import platform
 import time
 
 import jax
@@ -52,9 +50,7 @@ def main():
   y = jnp.repeat(jnp.arange(n), k)
   classes = jnp.asarray(np.tile(np.arange(n), (args.runs, 1)))
   out = {"classes": n, "dim": d, "runs": args.runs, "images_per_stream": n * k,
-         "backend": jax.default_backend(), "device": str(jax.devices()[0].device_kind),
-         "cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
-         "packages": provenance.record([])["packages"], "heads": {}}
+         **provenance.machine(), "packages": provenance.record([])["packages"], "heads": {}}
   for name in args.heads:
     head = heads.get(name)
     reg = jnp.asarray([(head.regs or (0.0,))[0]], jnp.float32)

@@ -16,7 +16,6 @@ pixel values.
 import argparse
 import json
 import os
-import platform
 import resource
 import time
 
@@ -30,7 +29,7 @@ from anml_jax import configs, data, meta, methods, provenance
 def bench_case(cfg, steps, repeats):
   net = methods.network(cfg)
   imgs = jnp.asarray(data.synthetic(0, background=cfg.num_train_classes,
-                                    evaluation=1).background)
+                                    evaluation=1, raw=True).background)
   state = meta.init_state(cfg, net)
   chunk = jax.jit(meta.make_train_chunk(methods.get(cfg.method).make_step(cfg, net), steps))
   t0 = time.perf_counter()
@@ -49,8 +48,7 @@ def bench_case(cfg, steps, repeats):
     times.append(time.perf_counter() - t0)
   best = min(times)
   stats = jax.devices()[0].memory_stats() or {}
-  anml = methods.get(cfg.method).arch == "anml"
-  analytic = flops.meta_step_flops(cfg)["per_meta_step"] if anml else None
+  analytic = flops.training_step_flops(cfg) if cfg.method in flops.COUNTED else None
   return {"analytic_flops_per_step": analytic,
           "xla_flops_per_step": xla_flops / steps if xla_flops else None,
           "achieved_flops_per_s": analytic / (best / steps) if analytic else None,
@@ -133,10 +131,7 @@ def main():
             f"(JAX {jax_row['s_per_step']:.3f} s: {t['jax_speedup']:.1f}x faster)",
             flush=True)
   out = {"matmul_flops_per_s": rate, "matmul_n": args.matmul_n, "torch": torch_rows,
-         "backend": jax.default_backend(), "device": jax.devices()[0].device_kind,
-         "jax": jax.__version__, "cpu_count": os.cpu_count(),
-         "machine": platform.machine(), "cpu": provenance.cpu_model(),
-         "config": args.config, "rows": rows}
+         **provenance.machine(), "config": args.config, "rows": rows}
   if args.out:
     with open(args.out, "w") as f:
       json.dump(out, f, indent=2)

@@ -18,8 +18,6 @@ images of Omniglot's shape (the cost does not depend on pixel values).
 """
 import argparse
 import json
-import os
-import platform
 import resource
 import time
 
@@ -98,9 +96,7 @@ def main():
   row["device_peak_bytes"] = stats.get("peak_bytes_in_use")
   row["host_peak_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
   print(json.dumps(row, indent=1), flush=True)
-  out = {"backend": jax.default_backend(), "device": jax.devices()[0].device_kind,
-         "jax": jax.__version__, "cpu_count": os.cpu_count(),
-         "machine": platform.machine(), "cpu": provenance.cpu_model(), "rows": [row]}
+  out = {**provenance.machine(), "rows": [row]}
   if args.out:
     with open(args.out, "w") as f:
       json.dump(out, f, indent=2)

@@ -18,7 +18,6 @@ its memory (XLA_PYTHON_CLIENT_MEM_FRACTION).
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -157,10 +156,7 @@ def main():
   one = next((r for r in rows if r["seeds"] == 1), None)
   for r in rows:
     r["over_one_seed"] = r["trajectories_per_s"] / one["trajectories_per_s"] if one else None
-  out = {"backend": jax.default_backend(), "device": jax.devices()[0].device_kind,
-         "jax": jax.__version__, "cpu_count": os.cpu_count(),
-         "machine": platform.machine(), "cpu": provenance.cpu_model(),
-         "config": args.config, "method": args.method, "steps": args.steps,
+  out = {**provenance.machine(), "config": args.config, "method": args.method, "steps": args.steps,
          "repeats": args.repeats, "rows": rows,
          "provenance": provenance.record(["bench/seeds.py", *sys.argv[1:]])}
   if args.out:

@@ -6,6 +6,8 @@ import re
 import subprocess
 import sys
 
+import jax
+import jax.numpy as jnp
 import pytest
 
 pytestmark = pytest.mark.slow
@@ -43,6 +45,20 @@ def test_seeds_benchmark_runs_one_program_and_separate_processes(tmp_path):
   for r in res["rows"]:
     assert r["trajectories_per_s"] > 0 and r["device_bytes"] > 0
   assert res["rows"][0]["over_one_seed"] == 1.0
+
+
+def test_cost_benchmark_times_each_method_and_scales_to_its_run(tmp_path):
+  out = tmp_path / "cost.json"
+  _run("cost.py", "--config", "smoke", "--cases", "pretrain", "asb", "--steps", "1",
+       "--repeats", "1", "--out", str(out))
+  res = json.loads(out.read_text())
+  assert [r["case"] for r in res["rows"]] == ["pretrain", "asb"]
+  for r in res["rows"]:
+    assert r["s_per_step"] > 0 and r["flops_per_step"] > 0
+    assert r["run_hours"] == r["run_steps"] * r["s_per_step"] / 3600
+    assert r["run_flops"] == r["run_steps"] * r["flops_per_step"]
+  assert [r["run_steps"] for r in res["rows"]] == [2000, 9000]
+  assert res["matmul_flops_per_s"] > 0 and res["provenance"]["command"].startswith("python")
 
 
 def test_meta_test_benchmark_counts_stream_steps(tmp_path):
@@ -135,5 +151,27 @@ def test_training_step_flops_count_each_method_s_images():
   assert flops.training_step_flops(pre) == 3 * 64 * (pln + nm)
   anml = configs.get_config("default", "anml")
   assert flops.training_step_flops(anml) == flops.meta_step_flops(anml)["per_meta_step"]
-  with pytest.raises(ValueError, match="no analytic FLOPs for method 'oml'"):
-    flops.training_step_flops(configs.get_config("default", "oml"))
+  oml = configs.get_config("default", "oml")
+  assert flops.training_step_flops(oml) == flops.meta_step_flops(oml)["per_meta_step"]
+  head = configs.get_config("default", "streamhead")
+  assert flops.training_step_flops(head) == 3 * 30 * 7 * (nm + flops.trunk_flops(256))
+  with pytest.raises(ValueError, match="no analytic FLOPs for method 'scratch'"):
+    flops.training_step_flops(configs.get_config("default", "scratch"))
+
+
+def test_oml_representation_flops_match_xla_s_count():
+  """The analytic count of OML's RLN (6 valid convs, strides 1,1,1,2,1,2)
+  against XLA's cost analysis of the compiled forward pass of one image."""
+  sys.path.insert(0, os.path.join(ROOT, "bench"))
+  try:
+    import flops
+  finally:
+    sys.path.remove(os.path.join(ROOT, "bench"))
+  from anml_jax import models
+  net = models.make_oml()
+  params = net.init(jax.random.key(0))
+  x = jnp.zeros((1, 28, 28, 1))
+  cost = jax.jit(net.context).lower(params, x).compile().cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  rln, _ = flops.oml_image_flops()
+  assert cost["flops"] == pytest.approx(rln, rel=0.02)

@@ -90,3 +90,29 @@ def test_runs_test_pairs_only_records_that_drew_the_same_classes():
   assert store.runs_test(a, rec(b["per_n"][0]["test_runs"], search_runs=10), 600)["test"] == "welch"
   with pytest.raises(ValueError, match="both records need N = 100"):
     store.runs_test(a, b, 100)
+
+
+def test_the_cost_table_puts_each_method_s_cost_beside_its_accuracies():
+  def rec(learner="adam", features="head_input", mean=0.6, **model):
+    r = _record(n_rows=((600, mean),), learner=learner, features=features)
+    r["checkpoint_step"] = 20000
+    r["model_config"].update(zap="trajectory", **model)
+    return Entry(f"{learner}_{features}", r)
+  entries = [rec(), rec("prototype", mean=0.7), rec("gaussian", "context", mean=0.75),
+             rec("gaussian", first_order=True, mean=0.9)]   # another method's head
+  bench = {"rows": [
+      {"case": "anml", "run_steps": 20000, "flops_per_step": 84e9, "run_flops": 1.68e15,
+       "s_per_step": 1.2, "run_hours": 20000 * 1.2 / 3600},
+      {"case": "streamhead", "run_steps": 600, "flops_per_step": 50e9, "run_flops": 3e13,
+       "s_per_step": 3.0, "run_hours": 0.5}],
+      "provenance": {"command": "python bench/cost.py"}, "cpu": "a CPU", "cpu_count": 2,
+      "matmul_flops_per_s": 7e10}
+  text = report.cost_table(entries, bench)
+  anml = next(line for line in text.splitlines() if line.startswith("| ANML, second order"))
+  assert anml == ("| ANML, second order, its reset | 20,000 | 84.0 | 1.680 | 1.20 | 6.7 | "
+                  "60.0 ± 1.0 | 75.0 ± 1.0 (shared-covariance Gaussian, NM output) |")
+  stream = next(line for line in text.splitlines() if line.startswith("| streamhead"))
+  assert "| 600 + ANML's | 50.0 | 1.710 | 3.00 | 7.2 |" in stream     # ANML's run and its own
+  asb = next(line for line in text.splitlines() if line.startswith("| ASB, zapping"))
+  assert asb == "| ASB, zapping |" + "  |" * 7                    # no bench case, no record
+  assert "`python bench/cost.py` on a CPU (2 cores, dense float32 matmul 70 GFLOP/s)" in text
