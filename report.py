@@ -215,6 +215,53 @@ def cost_table(entries, bench: dict | None) -> str:
   return "\n".join(lines) + ("\n\n" + notes if notes else "")
 
 
+def _comparisons() -> list[tuple[Spec, Spec]]:
+  """The pairs of rows the results text compares, at 600 classes."""
+  heads = lambda zap, learner: Spec(
+      f"pretrain, {'zapping every epoch' if zap else 'no zapping'}: {HEAD_NAMES[learner]}",
+      (("method", "pretrain"), ("steps", 2000), ("zap", "epoch" if zap else "none"))
+      + ((("zap_scale", "row"),) if zap else ()) + (("learner", learner),
+                                                     ("features", "head_input")))
+  adam = lambda name, match: Spec(name, match + _HEAD + _SEQ)
+  asb = lambda zap: adam(f"ASB, {'zapping' if zap else 'no zapping'}",
+                         _ASB + (("zap", "trajectory" if zap else "none"),))
+  anml = adam("ANML second order", _ANML[:4])
+  return [
+      (anml, adam("ANML first order", (("method", "anml"), ("steps", 20000),
+                                        ("first_order", True), ("zap", "trajectory")))),
+      (Spec("ANML, random split of the drawings", _ANML[:4] + _HEAD + (
+          ("oracle", False), ("learner", "adam"), ("split", "random"))), anml),
+      (heads(True, "prototype"), heads(False, "prototype")),
+      (heads(True, "gaussian"), heads(False, "gaussian")),
+      (asb(True), asb(False)),
+      (anml, asb(True)),
+      (adam("ANML first order, no reset", (("method", "anml"), ("steps", 20000),
+                                            ("first_order", True), ("zap", "none"))),
+       adam("ANML first order, its reset", (("method", "anml"), ("steps", 20000),
+                                             ("first_order", True), ("zap", "trajectory"))))]
+
+
+def comparisons_table(entries, n: int = 600) -> str:
+  """Markdown: each pair of :func:`_comparisons` whose records exist at
+  ``n``, its difference, Welch's test over training seeds where each side
+  has two or more, and a test over the meta-test runs of one seed a side
+  (:func:`store.runs_test`: paired when both drew the same classes)."""
+  lines = [f"| A against B, at {n} classes | A | B | A − B | seeds | over seeds | "
+           "over the meta-test runs (one seed a side) |", "|---|" + "---|" * 6]
+  for a, b in _comparisons():
+    ca, cb = store.cell(entries, a, n), store.cell(entries, b, n)
+    if not (ca and cb):
+      continue
+    w = store.welch(store.seed_means(entries, a, n), store.seed_means(entries, b, n))
+    seeds = "untested: one seed a side" if w["p"] is None else f"Welch p = {w['p']:.2g}"
+    r = store.runs_test(ca.entries[0].record, cb.entries[0].record, n)
+    lines.append(
+        f"| {a.name} against {b.name} | {ca.mean:.1f} | {cb.mean:.1f} | {w['diff']:+.1f} | "
+        f"{w['seeds'][0]} / {w['seeds'][1]} | {seeds} | {r['test']}: {r['diff']:+.2f} ± "
+        f"{r['se']:.2f}, p = {r['p']:.2g} |")
+  return "\n".join(lines)
+
+
 def _published_rows() -> list[tuple]:
   p = reporting.PUBLISHED
   pct = lambda v: f"{100 * v:.1f}"
@@ -244,6 +291,7 @@ def blocks(entries, bench: dict | None = None) -> dict:
       ("results/README.md", "heads-table"): store.table(entries, present, ALL_N),
       ("results/README.md", "zapping-table"): store.table(entries, zapping, ALL_N),
       ("results/README.md", "cost-table"): cost_table(entries, bench),
+      ("results/README.md", "comparisons-table"): comparisons_table(entries),
   }
 
 
