@@ -31,7 +31,8 @@ _OML = (("method", "oml"), ("steps", 20000), ("zap", "trajectory"), *_DRAWER,
 _PRETRAIN = (("method", "pretrain"), ("steps", 2000), ("zap", "none"), *_DRAWER,
              ("finetune", "pln/head"), ("learner", "adam"))
 
-# The rows of the main table: (name in README.md, name in results/README.md, spec).
+# The rows of the main table: (name in README.md, name in results/README.md,
+# spec); a row appears once a record fills one of its cells.
 MAIN = (
     ("**ours: ANML** (classifier re-learnt)", "**ANML** (classifier re-learnt)",
      _ANML + (("oracle", False),)),
@@ -51,6 +52,17 @@ MAIN = (
     (None, "pretrain oracle (i.i.d.)", _PRETRAIN + (("oracle", True),)),
     ("ours: scratch (everything re-learnt)", "scratch (everything re-learnt)",
      (("method", "scratch"), *_DRAWER, ("oracle", False), ("learner", "adam"))),
+    ("ours: ASB with zapping, no meta-gradient (classifier re-learnt)",
+     "ASB with zapping (classifier re-learnt)",
+     (("method", "asb"), ("steps", 9000), ("zap", "trajectory"), ("finetune", "pln/head"),
+      ("oracle", False), ("learner", "adam"), *_DRAWER)),
+    ("ours: pretrain-and-transfer zapped every epoch (classifier re-learnt)",
+     "pretrain zapped every epoch (classifier re-learnt)",
+     (("method", "pretrain"), ("steps", 2000), ("zap", "epoch"), ("zap_scale", "row"),
+      ("finetune", "pln/head"), ("oracle", False), ("learner", "adam"), *_DRAWER)),
+    ("ours: ANML's NM output, one-pass closed-form Gaussian head (no Adam, no order effect)",
+     "ANML's NM output, one-pass shared-covariance Gaussian head",
+     _ANML[:-1] + (("learner", "gaussian"), ("features", "context"))),
 )
 
 _SEQ = (("oracle", False), ("learner", "adam"), *_DRAWER)
@@ -279,10 +291,11 @@ def _published_rows() -> list[tuple]:
 def blocks(entries, bench: dict | None = None) -> dict:
   """{(file, block name): generated markdown}; ``bench``: the training cost
   benchmark's JSON (:data:`COST_BENCH`), if there is one."""
-  readme = [Spec(r, m) for r, _, m in MAIN if r is not None]
-  full = [Spec(f, m) for _, f, m in MAIN]
-  present = [s for s in _heads_specs() if any(store.cell(entries, s, n) for n in ALL_N)]
-  zapping = [s for s in _zapping_specs() if any(store.cell(entries, s, n) for n in ALL_N)]
+  has = lambda spec: any(store.cell(entries, spec, n) for n in ALL_N)
+  readme = [s for s in (Spec(r, m) for r, _, m in MAIN if r is not None) if has(s)]
+  full = [s for s in (Spec(f, m) for _, f, m in MAIN) if has(s)]
+  present = [s for s in _heads_specs() if has(s)]
+  zapping = [s for s in _zapping_specs() if has(s)]
   return {
       ("README.md", "results-table"): store.table(
           entries, readme, README_N, std=False, published=_published_rows()),
