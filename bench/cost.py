@@ -16,13 +16,12 @@ measurable, so the zapped and unzapped runs share a case. report.py puts
 these figures beside each method's accuracy at 600 classes.
 """
 import argparse
-import json
-import sys
 
 import flops
 import meta_step
+import output
 
-from anml_jax import configs, provenance
+from anml_jax import configs
 
 # name: (method, config overrides, steps of the recorded run)
 CASES = {
@@ -62,13 +61,8 @@ def main():
     print(f"{name:17s} {row['s_per_step']:7.3f} s/step  {row['flops_per_step'] / 1e9:7.1f} "
           f"GFLOP/step  {run_steps:6d} steps: {row['run_hours']:6.2f} h, "
           f"{row['run_flops'] / 1e15:6.3f} PFLOP", flush=True)
-  out = {**provenance.machine(), "matmul_flops_per_s": rate, "config": args.config,
-         "steps": args.steps, "repeats": args.repeats, "rows": rows,
-         "provenance": provenance.record(["bench/cost.py", *sys.argv[1:]])}
-  if args.out:
-    with open(args.out, "w") as f:
-      json.dump(out, f, indent=2)
-    print(f"wrote {args.out}")
+  output.write(args.out, {"matmul_flops_per_s": rate, "config": args.config,
+                          "steps": args.steps, "repeats": args.repeats, "rows": rows})
 
 
 if __name__ == "__main__":

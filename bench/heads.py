@@ -12,14 +12,14 @@ does not depend on their values); computing them is not counted (once per
 evaluation: bench/meta_test.py's ``context_s``).
 """
 import argparse
-import json
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import output
 
-from anml_jax import heads, provenance
+from anml_jax import heads
 
 
 def _time(fn, *args, reps=3):
@@ -50,7 +50,7 @@ def main():
   y = jnp.repeat(jnp.arange(n), k)
   classes = jnp.asarray(np.tile(np.arange(n), (args.runs, 1)))
   out = {"classes": n, "dim": d, "runs": args.runs, "images_per_stream": n * k,
-         **provenance.machine(), "packages": provenance.record([])["packages"], "heads": {}}
+         "heads": {}}
   for name in args.heads:
     head = heads.get(name)
     reg = jnp.asarray([(head.regs or (0.0,))[0]], jnp.float32)
@@ -66,10 +66,7 @@ def main():
     print(f"{name:17s} state {row['state_bytes'] / 2**20:7.1f} MiB  " + "  ".join(
         f"block {b}: {1e3 * row[f's_per_image_block{b}']:.3f} ms/image" for b in args.blocks)
         + f"  {args.runs} runs x {n} classes: {row['evaluation_s']:.1f} s", flush=True)
-  if args.out:
-    with open(args.out, "w") as f:
-      json.dump(out, f, indent=2)
-    print(f"wrote {args.out}")
+  output.write(args.out, out)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ Synthetic images of Omniglot's shape are used: the cost does not depend on the
 pixel values.
 """
 import argparse
-import json
 import os
 import resource
 import time
@@ -22,8 +21,9 @@ import time
 import flops
 import jax
 import jax.numpy as jnp
+import output
 
-from anml_jax import configs, data, meta, methods, provenance
+from anml_jax import configs, data, meta, methods
 
 
 def bench_case(cfg, steps, repeats):
@@ -130,11 +130,8 @@ def main():
       print(f"torch {t['torch']} {device} {v:6s} {t['s_per_step']:.3f} s/meta-step "
             f"(JAX {jax_row['s_per_step']:.3f} s: {t['jax_speedup']:.1f}x faster)",
             flush=True)
-  out = {"matmul_flops_per_s": rate, "matmul_n": args.matmul_n, "torch": torch_rows,
-         **provenance.machine(), "config": args.config, "rows": rows}
-  if args.out:
-    with open(args.out, "w") as f:
-      json.dump(out, f, indent=2)
+  output.write(args.out, {"matmul_flops_per_s": rate, "matmul_n": args.matmul_n,
+                          "torch": torch_rows, "config": args.config, "rows": rows})
 
 
 if __name__ == "__main__":

@@ -24,8 +24,9 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+import output
 
-from anml_jax import configs, continual, data, evaluation, methods, provenance
+from anml_jax import configs, continual, data, evaluation, methods
 
 
 def main():
@@ -96,10 +97,7 @@ def main():
   row["device_peak_bytes"] = stats.get("peak_bytes_in_use")
   row["host_peak_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
   print(json.dumps(row, indent=1), flush=True)
-  out = {**provenance.machine(), "rows": [row]}
-  if args.out:
-    with open(args.out, "w") as f:
-      json.dump(out, f, indent=2)
+  output.write(args.out, {"rows": [row]})
 
 
 if __name__ == "__main__":

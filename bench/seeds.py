@@ -24,8 +24,9 @@ import tempfile
 import time
 
 import jax
+import output
 
-from anml_jax import configs, data, meta, methods, provenance
+from anml_jax import configs, data, meta, methods
 
 
 def program(cfg, steps: int):
@@ -156,13 +157,8 @@ def main():
   one = next((r for r in rows if r["seeds"] == 1), None)
   for r in rows:
     r["over_one_seed"] = r["trajectories_per_s"] / one["trajectories_per_s"] if one else None
-  out = {**provenance.machine(), "config": args.config, "method": args.method, "steps": args.steps,
-         "repeats": args.repeats, "rows": rows,
-         "provenance": provenance.record(["bench/seeds.py", *sys.argv[1:]])}
-  if args.out:
-    with open(args.out, "w") as f:
-      json.dump(out, f, indent=2)
-    print(f"wrote {args.out}")
+  output.write(args.out, {"config": args.config, "method": args.method, "steps": args.steps,
+                          "repeats": args.repeats, "rows": rows})
 
 
 if __name__ == "__main__":
