@@ -63,6 +63,10 @@ MAIN = (
     ("ours: ANML's NM output, one-pass closed-form Gaussian head (no Adam, no order effect)",
      "ANML's NM output, one-pass shared-covariance Gaussian head",
      _ANML[:-1] + (("learner", "gaussian"), ("features", "context"))),
+    ("ours: pretrain zapped every epoch, one-pass closed-form Gaussian head",
+     "pretrain zapped every epoch, one-pass shared-covariance Gaussian head",
+     (("method", "pretrain"), ("steps", 2000), ("zap", "epoch"), ("zap_scale", "row"),
+      ("learner", "gaussian"), ("features", "head_input"))),
 )
 
 _SEQ = (("oracle", False), ("learner", "adam"), *_DRAWER)
