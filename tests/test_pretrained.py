@@ -15,7 +15,7 @@ import pytest
 
 import anml_jax
 import evaluate
-from anml_jax import analysis, checkpointing
+from anml_jax import analysis, checkpointing, methods
 from tests.conftest import CONFIGS, needs_omniglot
 
 SHIPPED = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
@@ -55,7 +55,7 @@ def test_each_shipped_file_is_its_run_with_its_sha256(name):
   assert sha in open(os.path.join(SHIPPED, "README.md")).read()
 
 
-_UNTRAINED: dict = {}   # (method, seed, model config) -> KNN accuracy untrained
+_UNTRAINED: dict = {}   # (architecture, seed, model config) -> KNN accuracy untrained
 
 
 @needs_omniglot
@@ -65,7 +65,7 @@ def test_shipped_features_separate_unseen_classes(name, omniglot):
   classes = omniglot.evaluation[::13][:50]     # 50 meta-test classes, all alphabets
   # KNN (k = 5) with the meta-test split: drawings 1-15 are the neighbours.
   trained = analysis.knn_on_drawings(gated_features(net, params, classes), 5, 15)
-  key = (cfg.method, cfg.seed, str(cfg.model))   # the files share one: computed once
+  key = (methods.get(cfg.method).arch, cfg.seed, str(cfg.model))   # shared: computed once
   if key not in _UNTRAINED:
     _UNTRAINED[key] = analysis.knn_on_drawings(
         gated_features(net, net.init(jax.random.key(cfg.seed)), classes), 5, 15)
