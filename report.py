@@ -124,7 +124,9 @@ def _heads_specs() -> list[Spec]:
   run, which is gone) and the features meta-trained for a closed-form head
   (streamhead, with and without the gate), and the features of issue 23's
   methods (zapped pretraining, ASB), each with Adam one image per step (the
-  paper's learner), its oracle, and every closed-form head."""
+  paper's learner), its oracle, and every closed-form head; and the untrained
+  network (scratch) under the heads alone (its Adam row, everything
+  re-learnt, is the main table's)."""
   shipped = _shipped_pretrain()
   out = []
   for name, base, features in (
@@ -145,7 +147,12 @@ def _heads_specs() -> list[Spec]:
        (("method", "pretrain"), ("steps", 2000), ("zap", "epoch"), ("zap_scale", "block")),
        "head_input"),
       ("ASB with zapping: features", _ASB + (("zap", "trajectory"),), "head_input"),
-      ("ASB without zapping: features", _ASB + (("zap", "none"),), "head_input")):
+      ("ASB without zapping: features", _ASB + (("zap", "none"),), "head_input"),
+      ("scratch (ANML's network untrained): features", (("method", "scratch"),), "heads only")):
+    if features == "heads only":
+      out += [Spec(f"{name}: {title}", base + (("learner", head), ("features", "head_input")))
+              for head, title in HEAD_NAMES.items()]
+      continue
     if features == "head_input":
       out.append(Spec(f"{name}: Adam, one image per step",
                       base + (("learner", "adam"), ("oracle", False))))
