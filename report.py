@@ -240,10 +240,11 @@ def cost_table(entries, bench: dict | None) -> str:
 
 def _comparisons() -> list[tuple[Spec, Spec]]:
   """The pairs of rows the results text compares, at 600 classes."""
-  heads = lambda zap, learner: Spec(
-      f"pretrain, {'zapping every epoch' if zap else 'no zapping'}: {HEAD_NAMES[learner]}",
+  heads = lambda zap, learner, scale="row": Spec(
+      f"pretrain, {f'zapping every epoch ({scale} std)' if zap else 'no zapping'}: "
+      f"{HEAD_NAMES[learner]}",
       (("method", "pretrain"), ("steps", 2000), ("zap", "epoch" if zap else "none"))
-      + ((("zap_scale", "row"),) if zap else ()) + (("learner", learner),
+      + ((("zap_scale", scale),) if zap else ()) + (("learner", learner),
                                                      ("features", "head_input")))
   adam = lambda name, match: Spec(name, match + _HEAD + _SEQ)
   asb = lambda zap: adam(f"ASB, {'zapping' if zap else 'no zapping'}",
@@ -256,6 +257,8 @@ def _comparisons() -> list[tuple[Spec, Spec]]:
           ("oracle", False), ("learner", "adam"), ("split", "random"))), anml),
       (heads(True, "prototype"), heads(False, "prototype")),
       (heads(True, "gaussian"), heads(False, "gaussian")),
+      (heads(True, "prototype", "block"), heads(True, "prototype")),
+      (heads(True, "gaussian", "block"), heads(True, "gaussian")),
       (asb(True), asb(False)),
       (anml, asb(True)),
       (adam("ANML first order, no reset", (("method", "anml"), ("steps", 20000),

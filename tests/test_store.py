@@ -128,10 +128,10 @@ def test_the_comparisons_table_tests_over_seeds_only_with_several_a_side():
   zapped = [rec(9, "epoch", 0.71, [0.70, 0.71, 0.72]), rec(10, "epoch", 0.72, [0.71, 0.72, 0.73])]
   plain = [rec(9, "none", 0.63, [0.62, 0.64, 0.63]), rec(10, "none", 0.64, [0.63, 0.64, 0.65])]
   text = report.comparisons_table(zapped[:1] + plain[:1])
-  row = next(line for line in text.splitlines() if "zapping every epoch: nearest" in line)
+  row = next(line for line in text.splitlines() if "zapping every epoch (row std): nearest" in line)
   assert "| 71.0 | 63.0 | +8.0 | 1 / 1 | untested: one seed a side | paired: +8.00 ± 0.58" in row
   text = report.comparisons_table(zapped + plain)
-  row = next(line for line in text.splitlines() if "zapping every epoch: nearest" in line)
+  row = next(line for line in text.splitlines() if "zapping every epoch (row std): nearest" in line)
   p = store.welch([71.0, 72.0], [63.0, 64.0])["p"]
   assert f"| 71.5 | 63.5 | +8.0 | 2 / 2 | Welch p = {p:.2g} |" in row
   assert "ASB" not in text                         # pairs without records are left out
