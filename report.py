@@ -67,6 +67,10 @@ MAIN = (
      "pretrain zapped every epoch, one-pass shared-covariance Gaussian head",
      (("method", "pretrain"), ("steps", 2000), ("zap", "epoch"), ("zap_scale", "row"),
       ("learner", "gaussian"), ("features", "head_input"))),
+    ("ours: pretrain zapped every epoch at Frati et al.'s block std, one-pass Gaussian head",
+     "pretrain zapped every epoch (block std), one-pass shared-covariance Gaussian head",
+     (("method", "pretrain"), ("steps", 2000), ("zap", "epoch"), ("zap_scale", "block"),
+      ("learner", "gaussian"), ("features", "head_input"))),
 )
 
 _SEQ = (("oracle", False), ("learner", "adam"), *_DRAWER)
