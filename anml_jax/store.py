@@ -90,7 +90,9 @@ def matches(record: dict, spec: Spec) -> bool:
 class Cell(NamedTuple):
   """One N of one row. mean, std: test accuracy in percent (over the runs of
   one seed, or over the seeds' means); seeds: how many; entries: the records
-  used, one per seed; search_runs, runs, lrs: the protocol of the first."""
+  used, one per seed; search_runs, runs, lrs: the least of the seeds'
+  protocols (fewest lr-search runs, fewest final runs, smallest grid), so a
+  cell's marks never hide a seed measured on less."""
   mean: float
   std: float
   seeds: int
@@ -126,9 +128,10 @@ def cell(entries: Sequence[Entry], spec: Spec, n: int) -> Cell | None:
   else:
     means = np.array([r["test_mean"] for r in rows])
     mean, std = float(means.mean()), float(means.std(ddof=1))
-  p = chosen[0].record["protocol"]
-  return Cell(100 * mean, 100 * std, len(rows), tuple(chosen), p["search_runs"],
-              p["runs"], tuple(p["lrs"]))
+  ps = [e.record["protocol"] for e in chosen]
+  return Cell(100 * mean, 100 * std, len(rows), tuple(chosen),
+              min(p["search_runs"] for p in ps), min(p["runs"] for p in ps),
+              tuple(min((p["lrs"] for p in ps), key=len)))
 
 
 def seed_means(entries: Sequence[Entry], spec: Spec, n: int) -> list[float]:

@@ -2,7 +2,7 @@
 over a stacked state, ``--config.seeds=K``) against K separate processes of
 one seed each, on the same device, at the same time.
 
-  python bench/seeds.py --seeds 1 4 8 --out bench/results/seeds_gpu.json
+  python bench/seeds.py --seeds 1 4 8 --out bench/results/gpu_seeds_h200.json
   python bench/seeds.py --config smoke --seeds 1 2 --steps 2 --repeats 1   # seconds on a CPU
 
 Every case runs in fresh processes (so no case's memory or compile cache is
@@ -154,11 +154,13 @@ def main():
       rows.append(r)
       print(f"K={k:2d} {r['how']:18s} {r['trajectories_per_s']:9.2f} traj/s  "
             f"device {(r['device_bytes'] or 0) / 2**30:6.2f} GiB", flush=True)
-  one = next((r for r in rows if r["seeds"] == 1), None)
-  for r in rows:
-    r["over_one_seed"] = r["trajectories_per_s"] / one["trajectories_per_s"] if one else None
-  output.write(args.out, {"config": args.config, "method": args.method, "steps": args.steps,
-                          "repeats": args.repeats, "rows": rows})
+      one = next((r for r in rows if r["seeds"] == 1), None)
+      for r in rows:
+        r["over_one_seed"] = (r["trajectories_per_s"] / one["trajectories_per_s"]
+                              if one else None)
+      # Written after every case, so a run stopped at a time limit keeps those done.
+      output.write(args.out, {"config": args.config, "method": args.method,
+                              "steps": args.steps, "repeats": args.repeats, "rows": rows})
 
 
 if __name__ == "__main__":

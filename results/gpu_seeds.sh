@@ -4,8 +4,10 @@
 #
 #   results/gpu_seeds.sh OUT bench                      # bench/seeds.py, K = 1, 4, 8
 #   results/gpu_seeds.sh OUT train NAME CONFIG [--config.KEY=VALUE ...]
-#       # K = 3 seeds of configs/CONFIG in one program -> OUT/runs/NAME, each
-#       # seed exported to OUT/export/NAME_seedS.npz (13.9 MB each)
+#       # K = 3 (SEEDS) seeds of configs/CONFIG in one program -> WORK/NAME
+#       # (default WORK /tmp/anml_gpu: the device empties OUT before each call),
+#       # each seed exported to OUT/export/NAME_seedS.npz (13.9 MB each), the
+#       # run's config, metrics and logs to OUT/NAME_training.tar
 #   results/gpu_seeds.sh OUT eval NPZ [evaluate.py flags ...]
 #       # the paper's meta-test of one exported seed -> OUT/results/<npz name>
 #   SMOKE=1 results/gpu_seeds.sh ...                    # the same at smoke size (CPU minutes)
@@ -13,14 +15,15 @@
 # e.g. ANML second order, then its seeds' evaluations (carry the .npz files
 # back with the device tool's `carry`):
 #   results/gpu_seeds.sh $OUT train anml_so anml.py
-#   results/gpu_seeds.sh $OUT eval export/anml_so_seed9.npz
-# Training resumes when OUT/runs/NAME already holds the run (a warm machine).
+#   results/gpu_seeds.sh $OUT eval export/anml_so_seed10.npz
+# Training resumes when WORK/NAME already holds the run (a warm machine).
 set -euo pipefail
 out=${1:?usage: results/gpu_seeds.sh OUT STAGE ...}
 stage=${2:?usage: results/gpu_seeds.sh OUT STAGE ...}
 shift 2
 py=${PYTHON:-python}
 seeds=${SEEDS:-3}
+work=${WORK:-/tmp/anml_gpu}
 if [[ ${SMOKE:-0} == 1 ]]; then size=":smoke"; protocol="configs/eval.py:smoke"; bench=smoke
 else size=""; protocol="configs/eval.py"; bench=default; fi
 mkdir -p "$out"
@@ -34,7 +37,7 @@ case $stage in
         2>&1 | tee -a "$out/gpu_seeds.log" ;;
   train)
     name=${1:?train NAME CONFIG}; config=${2:?train NAME CONFIG}; shift 2
-    run="$out/runs/$name"
+    run="$work/$name"
     start=(--config="configs/$config$size" --config.seeds="$seeds")
     [[ -f $run/config.json ]] && start=(--resume)
     log "train $name ($config, $seeds seeds)"
@@ -46,7 +49,8 @@ print(*meta.seed_list(load_run(sys.argv[1])[0]))" "$run"); do
 print(export_params(sys.argv[1], sys.argv[2], seed=int(sys.argv[3])))" \
           "$run" "$out/export/${name}_seed$s.npz" "$s" | tee -a "$out/$name.log"
     done
-    sha256sum "$out"/export/"${name}"_seed*.npz | tee -a "$out/gpu_seeds.log" ;;
+    sha256sum "$out"/export/"${name}"_seed*.npz | tee -a "$out/gpu_seeds.log"
+    tar -cf "$out/${name}_training.tar" -C "$work" --exclude="$name/checkpoints" "$name" ;;
   eval)
     npz=${1:?eval NPZ}; shift
     name=$(basename "$npz" .npz)

@@ -57,6 +57,12 @@ def test_the_fullest_protocol_fills_a_cell_and_seeds_are_averaged():
   assert "\\* lr searched on 1 run instead of 10" in text
   few = Entry("e", _record(seed=11, n_rows=((600, 0.6),), search_runs=1, runs=2))
   assert "| 60.0 ± 1.0 * (2 runs) |" in store.table([few], [SPEC], (600,))
+  # Seeds measured on different protocols: the marks are the least one's,
+  # whichever seed comes first.
+  searched = Entry("f", _record(seed=9, n_rows=((600, 0.7),), search_runs=10))
+  mixed = store.cell([searched, few], SPEC, 600)
+  assert (mixed.seeds, mixed.search_runs, mixed.runs) == (2, 1, 2)
+  assert "| 65.0 ± 7.1 * (2 runs) (2 seeds) |" in store.table([searched, few], [SPEC], (600,))
 
 
 def test_welch_tests_only_several_seeds():
