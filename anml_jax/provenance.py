@@ -55,18 +55,19 @@ def record(argv: list[str]) -> dict:
   ``argv`` is the command line (program first). Git fields are None outside a
   checkout."""
   status = _git("status", "--porcelain", "--untracked-files=no")
+  m = machine()
   return {
       "command": shlex.join([os.path.basename(sys.executable), *argv]),
       "git_revision": _git("rev-parse", "HEAD"),
       "git_dirty": None if status is None else bool(status),
       "python": platform.python_version(),
       "packages": {p: _version(p) for p in PACKAGES},
-      "backend": jax.default_backend(),
-      "device": str(jax.devices()[0].device_kind),
+      "backend": m["backend"],
+      "device": m["device"],
       "devices": jax.device_count(),
       "processes": jax.process_count(),
       "host": platform.platform(),
-      "cpu": cpu_model(),
-      "cpu_count": os.cpu_count(),
+      "cpu": m["cpu"],
+      "cpu_count": m["cpu_count"],
       "utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
   }
