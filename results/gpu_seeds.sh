@@ -17,7 +17,38 @@
 #   results/gpu_seeds.sh $OUT train anml_so anml.py
 #   results/gpu_seeds.sh $OUT eval export/anml_so_seed10.npz
 # Training resumes when WORK/NAME already holds the run (a warm machine).
+#
+# Before a lease, here (not on the device):
+#   results/gpu_seeds.sh prepare
+# puts what the device call must carry in ignored folders (.data: Omniglot's
+# zips and decoded cache, since ../shared stays behind; .whl: ml-collections,
+# which the device image lacks) and prints the size that would travel and the
+# lines each device command starts with.
 set -euo pipefail
+if [[ ${1:-} == prepare ]]; then
+  py=${PYTHON:-.venv/bin/python}
+  src=$("$py" -c "from anml_jax import data; print(data.default_omniglot_dir())")
+  mkdir -p .data/omniglot .data/cache .whl
+  cp "$src"/images_background.zip "$src"/images_evaluation.zip .data/omniglot/
+  "$py" -c "from anml_jax import data
+data.load_omniglot(omniglot_dir='.data/omniglot', cache_dir='.data/cache')"
+  "$py" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
+      --implementation cp --platform manylinux_2_28_x86_64 -d .whl ml-collections==1.1.0
+  for d in /.data/ /.whl/; do
+    grep -qxF "$d" .git/info/exclude 2>/dev/null || echo "$d" >> .git/info/exclude
+  done
+  tracked=$(git ls-files -z | xargs -0 du -cb | tail -1 | cut -f1)
+  carried=$(du -cb .data .whl | tail -1 | cut -f1)
+  echo "travels: tracked $((tracked / 1048576)) MiB + carried $((carried / 1048576)) MiB (limit 64)"
+  if (( tracked + carried > 64 * 1048576 )); then
+    echo "over the limit: move results/pretrained/*.npz aside for the call, and back after"
+  fi
+  cat <<'END'
+device call: carry [".data", ".whl"]; the command starts
+  python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 ANML_OMNIGLOT_DIR=$PWD/.data/omniglot ANML_CACHE_DIR=$PWD/.data/cache PYTHON=python3 || exit;
+END
+  exit 0
+fi
 out=${1:?usage: results/gpu_seeds.sh OUT STAGE ...}
 stage=${2:?usage: results/gpu_seeds.sh OUT STAGE ...}
 shift 2
