@@ -199,6 +199,9 @@ def main(argv=None):
             **source, "method": cfg.method, "oracle": bool(ecfg.oracle),
             "finetune": list(evaluation.relearnt(cfg.method, net, ecfg)),
             "protocol": ecfg.to_dict()})
+        if set(ecfg.schedule) <= {r["classes"] for r in done["per_n"]}:
+          print(f"{out}: every N of the schedule is finished; nothing to resume")
+          continue
       results = evaluation.meta_test(
           cfg.method, net, params, dataset, ecfg, mesh=mesh, source=source, done=done,
           on_update=lambda r, out=out: reporting.write_results(out, r))
