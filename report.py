@@ -278,18 +278,23 @@ def comparisons_table(entries, n: int = 600) -> str:
   has two or more, and a test over the meta-test runs of one seed a side
   (:func:`store.runs_test`: paired when both drew the same classes)."""
   lines = [f"| A against B, at {n} classes | A | B | A − B | seeds | over seeds | "
-           "over the meta-test runs (one seed a side) |", "|---|" + "---|" * 6]
+           "over the meta-test runs of one seed a side |", "|---|" + "---|" * 6]
+  seed = lambda e: store.describe(e.record)["seed"]
   for a, b in _comparisons():
     ca, cb = store.cell(entries, a, n), store.cell(entries, b, n)
     if not (ca and cb):
       continue
     w = store.welch(store.seed_means(entries, a, n), store.seed_means(entries, b, n))
-    seeds = "untested: one seed a side" if w["p"] is None else f"Welch p = {w['p']:.2g}"
-    r = store.runs_test(ca.entries[0].record, cb.entries[0].record, n)
+    seeds = ("untested: fewer than 2 seeds a side" if w["p"] is None
+             else f"Welch p = {w['p']:.2g}")
+    # one seed a side: the same seed where both sides have it, else each side's first
+    common = [(x, y) for x in ca.entries for y in cb.entries if seed(x) == seed(y)]
+    ea, eb = common[0] if common else (ca.entries[0], cb.entries[0])
+    r = store.runs_test(ea.record, eb.record, n)
     lines.append(
         f"| {a.name} against {b.name} | {ca.mean:.1f} | {cb.mean:.1f} | {w['diff']:+.1f} | "
-        f"{w['seeds'][0]} / {w['seeds'][1]} | {seeds} | {r['test']}: {r['diff']:+.2f} ± "
-        f"{r['se']:.2f}, p = {r['p']:.2g} |")
+        f"{w['seeds'][0]} / {w['seeds'][1]} | {seeds} | seed {seed(ea)} / {seed(eb)}, "
+        f"{r['test']}: {r['diff']:+.2f} ± {r['se']:.2f}, p = {r['p']:.2g} |")
   return "\n".join(lines)
 
 

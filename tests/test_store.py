@@ -135,7 +135,14 @@ def test_the_comparisons_table_tests_over_seeds_only_with_several_a_side():
   plain = [rec(9, "none", 0.63, [0.62, 0.64, 0.63]), rec(10, "none", 0.64, [0.63, 0.64, 0.65])]
   text = report.comparisons_table(zapped[:1] + plain[:1])
   row = next(line for line in text.splitlines() if "zapping every epoch (row std): nearest" in line)
-  assert "| 71.0 | 63.0 | +8.0 | 1 / 1 | untested: one seed a side | paired: +8.00 ± 0.58" in row
+  assert ("| 71.0 | 63.0 | +8.0 | 1 / 1 | untested: fewer than 2 seeds a side "
+          "| seed 9 / 9, paired: +8.00 ± 0.58") in row
+  # two seeds against one: untested over seeds; the runs test takes the seed both have
+  other = rec(10, "none", 0.64, [0.63, 0.65, 0.64])
+  text = report.comparisons_table(zapped + [other])
+  row = next(line for line in text.splitlines() if "zapping every epoch (row std): nearest" in line)
+  assert ("| 71.5 | 64.0 | +7.5 | 2 / 1 | untested: fewer than 2 seeds a side "
+          "| seed 10 / 10, paired: +8.00 ± 0.58") in row
   text = report.comparisons_table(zapped + plain)
   row = next(line for line in text.splitlines() if "zapping every epoch (row std): nearest" in line)
   p = store.welch([71.0, 72.0], [63.0, 64.0])["p"]
