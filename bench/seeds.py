@@ -155,9 +155,9 @@ def main():
       print(f"K={k:2d} {r['how']:18s} {r['trajectories_per_s']:9.2f} traj/s  "
             f"device {(r['device_bytes'] or 0) / 2**30:6.2f} GiB", flush=True)
       one = next((r for r in rows if r["seeds"] == 1), None)
-      for r in rows:
-        r["over_one_seed"] = (r["trajectories_per_s"] / one["trajectories_per_s"]
-                              if one else None)
+      for row in rows:
+        row["over_one_seed"] = (row["trajectories_per_s"] / one["trajectories_per_s"]
+                                if one else None)
       # Written after every case, so a run stopped at a time limit keeps those done.
       output.write(args.out, {"config": args.config, "method": args.method,
                               "steps": args.steps, "repeats": args.repeats, "rows": rows})
