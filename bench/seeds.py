@@ -3,6 +3,7 @@ over a stacked state, ``--config.seeds=K``) against K separate processes of
 one seed each, on the same device, at the same time.
 
   python bench/seeds.py --seeds 1 4 8 --out bench/results/gpu_seeds_h200.json
+  python bench/seeds.py --seeds 4 --no-processes --set model.conv_impl=xla   # another lowering
   python bench/seeds.py --config smoke --seeds 1 2 --steps 2 --repeats 1   # seconds on a CPU
 
 Every case runs in fresh processes (so no case's memory or compile cache is
@@ -16,6 +17,7 @@ first start to the last end. On a GPU each of K processes gets 0.9 / K of
 its memory (XLA_PYTHON_CLIENT_MEM_FRACTION).
 """
 import argparse
+import ast
 import json
 import os
 import subprocess
@@ -26,7 +28,7 @@ import time
 import jax
 import output
 
-from anml_jax import configs, data, meta, methods
+from anml_jax import cli, configs, data, meta, methods
 
 
 def program(cfg, steps: int):
@@ -68,14 +70,29 @@ def timed(compiled, state, images, repeats: int):
   return t0, time.time()
 
 
-def config(name: str, seeds: int):
-  """``name`` = CONFIG:METHOD (configs.get_config) with ``seeds`` seeds."""
+def config(name: str, seeds: int, sets: list[str]):
+  """``name`` = CONFIG:METHOD (configs.get_config) with ``seeds`` seeds and
+  the ``KEY=VALUE`` overrides ``sets`` (KEY a dotted path, VALUE a Python
+  literal or a bare string), e.g. ``model.conv_impl=xla``."""
   cfg = configs.get_config(*name.split(":"))
   cfg.seeds = seeds
+  for s in sets:
+    key, _, text = s.partition("=")
+    try:
+      cli.get_path(cfg, key)
+    except (KeyError, AttributeError):
+      raise SystemExit(f"--set {s}: the config has no key {key!r}") from None
+    try:
+      value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+      value = text
+    cli.set_path(cfg, key, value)
+  configs.validate(cfg)
   return cfg
 
 
-def launch(name: str, seeds_each: int, processes: int, steps: int, repeats: int) -> dict:
+def launch(name: str, seeds_each: int, processes: int, steps: int, repeats: int,
+           sets: list[str]) -> dict:
   """``processes`` fresh processes, each training ``seeds_each`` seeds in one
   program, timed from a common start once all are compiled and warm; their
   throughput is all trajectories over the span from the first start to the
@@ -90,7 +107,8 @@ def launch(name: str, seeds_each: int, processes: int, steps: int, repeats: int)
     go = os.path.join(tmp, "go")
     procs = [subprocess.Popen([sys.executable, __file__, "--worker", go, o, "--config",
                                config_name, "--method", method, "--seeds", str(seeds_each),
-                               "--steps", str(steps), "--repeats", str(repeats)], env=env)
+                               "--steps", str(steps), "--repeats", str(repeats),
+                               "--set", *sets], env=env)
              for o in outs]
     while not all(os.path.isfile(o + ".ready") for o in outs):   # all compiled, warm
       if any(p.poll() not in (None, 0) for p in procs):
@@ -112,8 +130,9 @@ def launch(name: str, seeds_each: int, processes: int, steps: int, repeats: int)
           "device_bytes": None if None in memory else sum(memory)}
 
 
-def worker(go: str, out: str, name: str, seeds: int, steps: int, repeats: int) -> None:
-  cfg = config(name, seeds)
+def worker(go: str, out: str, name: str, seeds: int, steps: int, repeats: int,
+           sets: list[str]) -> None:
+  cfg = config(name, seeds, sets)
   t0 = time.perf_counter()
   compiled, state, images = program(cfg, steps)
   compile_s = time.perf_counter() - t0
@@ -138,6 +157,8 @@ def main():
   p.add_argument("--seeds", type=int, nargs="+", default=[1, 4, 8])
   p.add_argument("--steps", type=int, default=20, help="meta-steps per chunk")
   p.add_argument("--repeats", type=int, default=3, help="chunks timed")
+  p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                 help="config overrides, e.g. model.conv_impl=xla")
   p.add_argument("--no-processes", action="store_true",
                  help="skip the separate-process comparison")
   p.add_argument("--out", default=None)
@@ -145,12 +166,13 @@ def main():
   args = p.parse_args()
   name = f"{args.config}:{args.method}"
   if args.worker:
-    return worker(*args.worker, name, args.seeds[0], args.steps, args.repeats)
+    return worker(*args.worker, name, args.seeds[0], args.steps, args.repeats, args.set)
+  config(name, 1, args.set)                   # a bad override fails here, not in a worker
   rows = []
   for k in args.seeds:
     shapes = [(k, 1)] + ([(1, k)] if k > 1 and not args.no_processes else [])
     for seeds_each, processes in shapes:
-      r = launch(name, seeds_each, processes, args.steps, args.repeats)
+      r = launch(name, seeds_each, processes, args.steps, args.repeats, args.set)
       rows.append(r)
       print(f"K={k:2d} {r['how']:18s} {r['trajectories_per_s']:9.2f} traj/s  "
             f"device {(r['device_bytes'] or 0) / 2**30:6.2f} GiB", flush=True)
@@ -160,7 +182,8 @@ def main():
                                 if one else None)
       # Written after every case, so a run stopped at a time limit keeps those done.
       output.write(args.out, {"config": args.config, "method": args.method,
-                              "steps": args.steps, "repeats": args.repeats, "rows": rows})
+                              "set": args.set, "steps": args.steps,
+                              "repeats": args.repeats, "rows": rows})
 
 
 if __name__ == "__main__":

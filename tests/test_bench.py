@@ -38,8 +38,9 @@ def test_meta_step_benchmark_reports_the_floor(tmp_path):
 def test_seeds_benchmark_runs_one_program_and_separate_processes(tmp_path):
   out = tmp_path / "seeds.json"
   _run("seeds.py", "--config", "smoke", "--method", "pretrain", "--seeds", "1", "2",
-       "--steps", "1", "--repeats", "1", "--out", str(out))
+       "--steps", "1", "--repeats", "1", "--set", "model.conv_impl=xla", "--out", str(out))
   res = json.loads(out.read_text())
+  assert res["set"] == ["model.conv_impl=xla"]
   assert [(r["seeds"], r["how"]) for r in res["rows"]] == [
       (1, "one program"), (2, "one program"), (2, "separate processes")]
   for r in res["rows"]:
