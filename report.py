@@ -169,14 +169,14 @@ def _heads_specs() -> list[Spec]:
 
 
 FEATURE_NAMES = {"head_input": "features", "context": "NM output"}
-_CASE_OWNER = {"anml": "ANML's"}   # how the cost table names a run another starts from
+# A case whose run starts from another's: {case: (that case, how the table names it)}.
+_STARTS_FROM = {"streamhead": ("anml", "ANML's")}
 COST_BENCH = os.path.join("bench", "results", "cpu_cost.json")
 
 
 def _cost_rows() -> list[tuple]:
   """(name, bench/cost.py case, spec of the Adam record or None, spec of its
-  features under the closed-form heads, the case whose run it starts from or
-  None)."""
+  features under the closed-form heads)."""
   fo = (("method", "anml"), ("steps", 20000), ("first_order", True))
   pre = (("method", "pretrain"), ("steps", 2000), ("zap", "epoch"))
   head = (("method", "streamhead"), ("gate", True), ("init", "anml_omniglot.npz"))
@@ -197,10 +197,10 @@ def _cost_rows() -> list[tuple]:
       ("pretrain, zapping every epoch, block std", "pretrain",
        pre + (("zap_scale", "block"),), pre + (("zap_scale", "block"),)),
       ("streamhead from ANML's parameters (ANML's run, then 600 steps)", "streamhead",
-       None, head, "anml")]
+       None, head)]
   return [(name, case, adam and Spec(name, adam + (("learner", "adam"),) + _DRAWER
-                                      + (("oracle", False),)), feats, base)
-          for name, case, adam, feats, base in (r + (None,) * (5 - len(r)) for r in rows)]
+                                      + (("oracle", False),)), feats)
+          for name, case, adam, feats in rows]
 
 
 def cost_table(entries, bench: dict | None) -> str:
@@ -211,14 +211,15 @@ def cost_table(entries, bench: dict | None) -> str:
   marks = store.Marks()
   lines = ["| method | steps | GFLOP / step | PFLOP / run | s / step | hours / run "
            "| test % at 600, Adam | best one-pass head at 600 |", "|---|" + "---|" * 7]
-  for name, case, adam, feats, start in _cost_rows():
+  for name, case, adam, feats in _cost_rows():
     r = cases.get(case)
     cost = ["", "", "", "", ""]
     if r:
-      base = cases.get(start) if start else None   # the run it starts from
+      start, label = _STARTS_FROM.get(case, (None, None))
+      base = cases.get(start)   # the run it starts from
       hours = r["run_hours"] + (base["run_hours"] if base else 0)
       run_flops = r["run_flops"] + (base["run_flops"] if base else 0)
-      cost = [f"{r['run_steps']:,}" + (f" + {_CASE_OWNER[start]}" if start else ""),
+      cost = [f"{r['run_steps']:,}" + (f" + {label}" if start else ""),
               f"{r['flops_per_step'] / 1e9:.1f}", f"{run_flops / 1e15:.3f}",
               f"{r['s_per_step']:.2f}", f"{hours:.1f}"]
     c = adam and store.cell(entries, adam, 600)
