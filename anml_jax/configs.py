@@ -17,7 +17,7 @@ EVAL_NAMES = ("default", "cpu", "smoke")
 _DROPPED_KEYS = ("arch",)
 # Keys added later whose default changes the numbers (up to float rounding):
 # a config saved without them gets the value that reproduces its run exactly.
-_ADDED_KEYS = {"low_rank_head": False}
+_ADDED_KEYS = {"low_rank_head": False, "rotations": 1}
 # Keys saved by earlier versions that a new key replaces: old key -> function
 # of (its value, the method's entry) giving {new key: value}.
 _RENAMED_KEYS = {
@@ -45,6 +45,9 @@ def get_config(name: str = "default", method: str = "anml") -> ml_collections.Co
   c.remember_size = 64            # random batch of 64 (+ the 20 trajectory images)
   c.meta_batch = 1                # --tasks 1
   c.num_train_classes = 963       # args.classes = range(963)
+  # Training classes turned by 0, 90, 180, 270 degrees, each turn a class of
+  # its own (data.with_rotations): 1 (the paper's, none) to 4.
+  c.rotations = 1
   c.inner_params = ("pln",)       # --rln 7: NM frozen, whole PLN adapted
   c.first_order = False
   c.remat = False
@@ -124,9 +127,11 @@ def validate(c: ml_collections.ConfigDict) -> None:
        f"head_scale={c.head_scale} must be a positive number")
   need(c.meta_batch <= c.num_train_classes,
        f"meta_batch={c.meta_batch} exceeds num_train_classes={c.num_train_classes}")
-  need(c.num_train_classes <= c.model.num_outputs,
-       f"num_train_classes={c.num_train_classes} exceeds the head's "
-       f"num_outputs={c.model.num_outputs}")
+  need(1 <= c.rotations <= 4, f"rotations={c.rotations} must be 1, 2, 3 or 4 "
+       "(turns of 90 degrees)")
+  need(c.num_train_classes * c.rotations <= c.model.num_outputs,
+       f"num_train_classes={c.num_train_classes} x rotations={c.rotations} exceeds "
+       f"the head's num_outputs={c.model.num_outputs}: raise model.num_outputs")
   need(c.ckpt_every % c.log_every == 0,
        f"ckpt_every={c.ckpt_every} must be a multiple of log_every={c.log_every}")
   need(len(c.inner_params) >= 1, "inner_params must name at least one prefix")

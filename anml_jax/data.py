@@ -309,6 +309,23 @@ def order_drawings(images: np.ndarray, split: str, seed=0) -> np.ndarray:
                             axis=1)
 
 
+def with_rotations(images: np.ndarray, rotations: int) -> np.ndarray:
+  """(C, D, H, W, ch) -> (rotations * C, D, H, W, ch): every class of
+  ``images`` turned by 0, 90, 180 and 270 degrees (the first ``rotations``
+  of those), each turn a class of its own, stacked turn after turn (class
+  ``k * C + c`` is class ``c`` turned ``k`` times). The classic enlargement
+  of Omniglot's training classes (Santoro et al. 2016, Vinyals et al. 2016);
+  1 returns ``images`` itself."""
+  if not 1 <= rotations <= 4:
+    raise ValueError(f"rotations={rotations} must be 1, 2, 3 or 4 (turns of 90 degrees)")
+  if rotations == 1:
+    return images
+  if images.shape[2] != images.shape[3]:
+    raise ValueError(f"rotations={rotations} needs square images, got "
+                     f"{images.shape[2]}x{images.shape[3]}")
+  return np.concatenate([np.rot90(images, k, axes=(2, 3)) for k in range(rotations)])
+
+
 class TaskBatch(NamedTuple):
   """One meta-training task (leading meta-batch axis B when batched).
 

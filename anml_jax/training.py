@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from anml_jax import checkpointing, configs, meta, methods, models, reporting, sharding
+from anml_jax import checkpointing, configs, data, meta, methods, models, reporting, sharding
 
 
 class TrainingDiverged(RuntimeError):
@@ -90,7 +90,8 @@ def train(cfg, workdir: str, images: np.ndarray, *, resume: bool = False,
   Args:
     cfg: a validated config (see ``configs``).
     workdir: run folder: config.json, metrics.jsonl, tb/, checkpoints/.
-    images: (C, D, H, W, 1) meta-training images (C >= num_train_classes),
+    images: (C, D, H, W, 1) meta-training images (C >= num_train_classes;
+      the first num_train_classes are used, times ``cfg.rotations`` turns),
       uint8 (kept so on the device, normalised in the step) or float; D and
       (H, W, 1) are checked against the config before anything is written.
     resume: continue from the latest checkpoint in ``workdir``.
@@ -153,7 +154,7 @@ def train(cfg, workdir: str, images: np.ndarray, *, resume: bool = False,
         f.write(json.dumps({"start_step": meta.steps_taken(state),
                             **provenance}) + "\n")
 
-  imgs = np.asarray(images[:cfg.num_train_classes])
+  imgs = data.with_rotations(np.asarray(images[:cfg.num_train_classes]), cfg.rotations)
   imgs = (jax.device_put(jnp.asarray(imgs)) if mesh is None
           else sharding.replicate(imgs, mesh))
   step_fn = meta.over_seeds(method.make_step(cfg, net, mesh if seeds == 1 else None), seeds)

@@ -124,3 +124,37 @@ def test_a_dataset_of_another_shape_trains_and_is_evaluated(tmp_path):
   with pytest.raises(ValueError, match=r"--config.model.image_size=20"):
     evaluation.meta_test("anml", methods.network(wide), params, floats, ecfg,
                          log=lambda s: None)
+
+
+def test_rotated_classes_are_new_classes_and_pretraining_samples_them(tmp_path):
+  """``rotations`` turns every training class by 0, 90, 180, 270 degrees,
+  each turn a class of its own: class ``k * C + c`` is class ``c`` turned
+  ``k`` times (so 4 turns give the class back); pretraining with them needs
+  a head with an output per turned class, and draws labels beyond C."""
+  imgs = data.synthetic(0, background=3, evaluation=1, drawings=4, raw=True).background
+  four = data.with_rotations(imgs, 4)
+  assert four.shape == (12,) + imgs.shape[1:] and four.dtype == imgs.dtype
+  np.testing.assert_array_equal(four[:3], imgs)
+  np.testing.assert_array_equal(four[3 + 1, 2, :, :, 0], np.rot90(imgs[1, 2, :, :, 0]))
+  np.testing.assert_array_equal(np.rot90(four[9:], 1, axes=(2, 3)), imgs)
+  assert not np.array_equal(four[3:6], imgs)
+  assert data.with_rotations(imgs, 1) is imgs
+  with pytest.raises(ValueError, match="rotations=5 must be 1, 2, 3 or 4"):
+    data.with_rotations(imgs, 5)
+  with pytest.raises(ValueError, match="needs square images"):
+    data.with_rotations(np.zeros((2, 3, 4, 5, 1), np.uint8), 2)
+  cfg = configs.get_config("smoke", "pretrain")
+  cfg.update(num_train_classes=3, rotations=4, pretrain_batch=24, steps=2, log_every=2,
+             ways=3, traj_len=4, ckpt_every=2)
+  cfg.model.update(num_outputs=11)
+  with pytest.raises(ValueError, match=r"num_train_classes=3 x rotations=4 exceeds the "
+                     r"head's num_outputs=11: raise model.num_outputs"):
+    configs.validate(cfg)
+  cfg.model.num_outputs = 12
+  y = methods.get("pretrain").sampler(cfg, None)(jax.random.key(0), four)[1]
+  assert int(y.max()) >= 3                       # the turned classes are drawn
+  training.train(cfg, str(tmp_path / "run"), imgs, progress=False)
+  saved, _, _, step = checkpointing.load_run(str(tmp_path / "run"))
+  assert step == 2 and saved.rotations == 4
+  assert configs.upgrade({k: v for k, v in cfg.to_dict().items()
+                          if k != "rotations"})["rotations"] == 1
