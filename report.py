@@ -31,6 +31,14 @@ _OML = (("method", "oml"), ("steps", 20000), ("zap", "trajectory"), *_DRAWER,
 _PRETRAIN = (("method", "pretrain"), ("steps", 2000), ("zap", "none"), *_DRAWER,
              ("finetune", "pln/head"), ("learner", "adam"))
 
+
+def _zapped(scale: str, rotations: int = 1) -> tuple:
+  """Pretraining zapped every epoch (2,000 steps), Kaiming ``scale`` 'row' or
+  'block', on the training classes turned ``rotations`` ways."""
+  return (("method", "pretrain"), ("steps", 2000), ("zap", "epoch"), ("zap_scale", scale),
+          ("rotations", rotations))
+
+
 # The rows of the main table: (name in README.md, name in results/README.md,
 # spec); a row appears once a record fills one of its cells.
 MAIN = (
@@ -58,19 +66,22 @@ MAIN = (
       ("oracle", False), ("learner", "adam"), *_DRAWER)),
     ("ours: pretrain-and-transfer zapped every epoch (classifier re-learnt)",
      "pretrain zapped every epoch (classifier re-learnt)",
-     (("method", "pretrain"), ("steps", 2000), ("zap", "epoch"), ("zap_scale", "row"),
-      ("finetune", "pln/head"), ("oracle", False), ("learner", "adam"), *_DRAWER)),
+     _zapped("row") + (("finetune", "pln/head"), ("oracle", False), ("learner", "adam"),
+                        *_DRAWER)),
     ("ours: ANML's NM output, one-pass closed-form Gaussian head (no Adam, no order effect)",
      "ANML's NM output, one-pass shared-covariance Gaussian head",
      _ANML[:-1] + (("learner", "gaussian"), ("features", "context"))),
     ("ours: pretrain zapped every epoch, one-pass closed-form Gaussian head",
      "pretrain zapped every epoch, one-pass shared-covariance Gaussian head",
-     (("method", "pretrain"), ("steps", 2000), ("zap", "epoch"), ("zap_scale", "row"),
-      ("learner", "gaussian"), ("features", "head_input"))),
+     _zapped("row") + (("learner", "gaussian"), ("features", "head_input"))),
     ("ours: pretrain zapped every epoch at Frati et al.'s block std, one-pass Gaussian head",
      "pretrain zapped every epoch (block std), one-pass shared-covariance Gaussian head",
-     (("method", "pretrain"), ("steps", 2000), ("zap", "epoch"), ("zap_scale", "block"),
-      ("learner", "gaussian"), ("features", "head_input"))),
+     _zapped("block") + (("learner", "gaussian"), ("features", "head_input"))),
+    ("ours: pretrain on the training classes' four 90-degree turns, zapped every epoch "
+     "(block std), one-pass Gaussian head",
+     "pretrain on four turns of each class, zapped every epoch (block std), one-pass "
+     "shared-covariance Gaussian head",
+     _zapped("block", 4) + (("learner", "gaussian"), ("features", "head_input"))),
 )
 
 _SEQ = (("oracle", False), ("learner", "adam"), *_DRAWER)
@@ -90,11 +101,9 @@ def _zapping_specs() -> list[Spec]:
         Spec(f"pretrain (the shipped CPU run), no zapping ({how})",
              _PRETRAIN[:3] + (("checkpoint_sha256", shipped),) + relearnt + _SEQ),
         Spec(f"pretrain, zapping every epoch, Kaiming per row ({how})",
-             (("method", "pretrain"), ("steps", 2000), ("zap", "epoch"),
-              ("zap_scale", "row")) + relearnt + _SEQ),
+             _zapped("row") + relearnt + _SEQ),
         Spec(f"pretrain, zapping every epoch, Frati et al.'s block std ({how})",
-             (("method", "pretrain"), ("steps", 2000), ("zap", "epoch"),
-              ("zap_scale", "block")) + relearnt + _SEQ),
+             _zapped("block") + relearnt + _SEQ),
         Spec(f"ASB, no zapping ({how})", _ASB + (("zap", "none"),) + relearnt + _SEQ),
         Spec(f"ASB, zapping ({how})", _ASB + (("zap", "trajectory"),) + relearnt + _SEQ),
         Spec(f"ANML second order, its reset ({how})", _ANML[:4] + relearnt + _SEQ),
@@ -145,11 +154,11 @@ def _heads_specs() -> list[Spec]:
       ("streamhead from scratch, ungated features",
        (("method", "streamhead"), ("gate", False), ("init", None)), "head_input"),
       ("pretrain zapped every epoch, Kaiming per row: features",
-       (("method", "pretrain"), ("steps", 2000), ("zap", "epoch"), ("zap_scale", "row")),
-       "head_input"),
+       _zapped("row"), "head_input"),
       ("pretrain zapped every epoch, Frati et al.'s block std: features",
-       (("method", "pretrain"), ("steps", 2000), ("zap", "epoch"), ("zap_scale", "block")),
-       "head_input"),
+       _zapped("block"), "head_input"),
+      ("pretrain on four 90-degree turns of each class, zapped every epoch, block std: "
+       "features", _zapped("block", 4), "head_input"),
       ("ASB with zapping: features", _ASB + (("zap", "trajectory"),), "head_input"),
       ("ASB without zapping: features", _ASB + (("zap", "none"),), "head_input"),
       ("scratch (ANML's network untrained): features", (("method", "scratch"),), "heads only")):
@@ -178,7 +187,6 @@ def _cost_rows() -> list[tuple]:
   """(name, bench/cost.py case, spec of the Adam record or None, spec of its
   features under the closed-form heads)."""
   fo = (("method", "anml"), ("steps", 20000), ("first_order", True))
-  pre = (("method", "pretrain"), ("steps", 2000), ("zap", "epoch"))
   head = (("method", "streamhead"), ("gate", True), ("init", "anml_omniglot.npz"))
   rows = [
       ("ANML, second order, its reset", "anml", _ANML[:4], _ANML[:4]),
@@ -193,9 +201,9 @@ def _cost_rows() -> list[tuple]:
        _PRETRAIN[:3] + (("checkpoint_sha256", _shipped_pretrain()),),
        _PRETRAIN[:3] + (("checkpoint_sha256", _shipped_pretrain()),)),
       ("pretrain, zapping every epoch, Kaiming per row", "pretrain",
-       pre + (("zap_scale", "row"),), pre + (("zap_scale", "row"),)),
+       _zapped("row"), _zapped("row")),
       ("pretrain, zapping every epoch, block std", "pretrain",
-       pre + (("zap_scale", "block"),), pre + (("zap_scale", "block"),)),
+       _zapped("block"), _zapped("block")),
       ("streamhead from ANML's parameters (ANML's run, then 600 steps)", "streamhead",
        None, head)]
   return [(name, case, adam and Spec(name, adam + (("learner", "adam"),) + _DRAWER
@@ -246,12 +254,13 @@ def cost_table(entries, bench: dict | None) -> str:
 
 def _comparisons() -> list[tuple[Spec, Spec]]:
   """The pairs of rows the results text compares, at 600 classes."""
-  heads = lambda zap, learner, scale="row": Spec(
-      f"pretrain, {f'zapping every epoch ({scale} std)' if zap else 'no zapping'}: "
+  heads = lambda zap, learner, scale="row", rotations=1: Spec(
+      f"pretrain{' on four turns of each class' if rotations > 1 else ''}, "
+      f"{f'zapping every epoch ({scale} std)' if zap else 'no zapping'}: "
       f"{HEAD_NAMES[learner]}",
-      (("method", "pretrain"), ("steps", 2000), ("zap", "epoch" if zap else "none"))
-      + ((("zap_scale", scale),) if zap else ()) + (("learner", learner),
-                                                     ("features", "head_input")))
+      (_zapped(scale, rotations) if zap else
+       (("method", "pretrain"), ("steps", 2000), ("zap", "none"), ("rotations", 1)))
+      + (("learner", learner), ("features", "head_input")))
   adam = lambda name, match: Spec(name, match + _HEAD + _SEQ)
   asb = lambda zap: adam(f"ASB, {'zapping' if zap else 'no zapping'}",
                          _ASB + (("zap", "trajectory" if zap else "none"),))
@@ -265,6 +274,7 @@ def _comparisons() -> list[tuple[Spec, Spec]]:
       (heads(True, "gaussian"), heads(False, "gaussian")),
       (heads(True, "prototype", "block"), heads(True, "prototype")),
       (heads(True, "gaussian", "block"), heads(True, "gaussian")),
+      (heads(True, "gaussian", "block", 4), heads(True, "gaussian", "block")),
       (asb(True), asb(False)),
       (anml, asb(True)),
       (adam("ANML first order, no reset", (("method", "anml"), ("steps", 20000),

@@ -51,7 +51,8 @@ def describe(record: dict) -> dict:
   """What an evaluation measured, as the fields a :class:`Spec` matches:
   method, seed (of meta-training; None for an untrained network),
   first_order, gate (ANML's gate in use), zap (the reset of meta-training,
-  ``configs.upgrade`` reading the older ``reset_head_rows``), init (the file
+  ``configs.upgrade`` reading the older ``reset_head_rows``), zap_scale,
+  rotations (turns of each training class, ``configs.rotations``), init (the file
   training started from, its base name; None: a fresh initialisation), steps,
   finetune ('+'-joined), oracle, learner, features, split (of the drawings
   at meta-test), checkpoint_sha256 (None where the record predates it)."""
@@ -65,6 +66,7 @@ def describe(record: dict) -> dict:
           "gate": bool((model.get("model") or {}).get("gate", True)),
           "zap": zap,
           "zap_scale": model.get("zap_scale", "row"),
+          "rotations": model.get("rotations", 1),
           "init": os.path.basename(model["init_params"]) if model.get("init_params") else None,
           "steps": steps,
           "finetune": "+".join(record["finetune"]),
