@@ -148,3 +148,11 @@ def test_the_comparisons_table_tests_over_seeds_only_with_several_a_side():
   p = store.welch([71.0, 72.0], [63.0, 64.0])["p"]
   assert f"| 71.5 | 63.5 | +8.0 | 2 / 2 | Welch p = {p:.2g} |" in row
   assert "ASB" not in text                         # pairs without records are left out
+  # pretraining on turned classes is another row: it never fills the unturned one
+  turned = rec(9, "epoch", 0.80, [0.79, 0.80, 0.81])
+  turned.record["model_config"].update(rotations=4)
+  assert store.describe(turned.record)["rotations"] == 4
+  assert store.describe(zapped[0].record)["rotations"] == 1       # older records: none
+  text = report.comparisons_table([turned] + zapped[:1] + plain[:1])
+  row = next(line for line in text.splitlines() if "zapping every epoch (row std): nearest" in line)
+  assert "| 71.0 | 63.0 |" in row
