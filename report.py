@@ -77,11 +77,6 @@ MAIN = (
     ("ours: pretrain zapped every epoch at Frati et al.'s block std, one-pass Gaussian head",
      "pretrain zapped every epoch (block std), one-pass shared-covariance Gaussian head",
      _zapped("block") + (("learner", "gaussian"), ("features", "head_input"))),
-    ("ours: pretrain on the training classes' four 90-degree turns, zapped every epoch "
-     "(block std), one-pass Gaussian head",
-     "pretrain on four turns of each class, zapped every epoch (block std), one-pass "
-     "shared-covariance Gaussian head",
-     _zapped("block", 4) + (("learner", "gaussian"), ("features", "head_input"))),
 )
 
 _SEQ = (("oracle", False), ("learner", "adam"), *_DRAWER)
