@@ -150,6 +150,7 @@ def _heads_specs() -> list[Spec]:
        (("method", "streamhead"), ("gate", False), ("init", None)), "head_input"),
       ("pretrain zapped every epoch, Kaiming per row: features",
        _zapped("row"), "head_input"),
+      ("pretrain zapped every epoch, Kaiming per row: NM output", _zapped("row"), "context"),
       ("pretrain zapped every epoch, Frati et al.'s block std: features",
        _zapped("block"), "head_input"),
       ("pretrain on four 90-degree turns of each class, zapped every epoch, block std: "
