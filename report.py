@@ -10,13 +10,14 @@ The rows are the specs below: each names the fields a record must have
 with the fullest protocol. The tables stand between ``<!-- NAME:start -->``
 and ``<!-- NAME:end -->`` markers; the text around them is written by hand.
 """
+import itertools
 import json
 import os
 import sys
 
 from absl import flags
 
-from anml_jax import checkpointing, cli, reporting, store
+from anml_jax import checkpointing, cli, data, reporting, store
 from anml_jax.store import Spec
 
 REPO = os.path.dirname(os.path.abspath(__file__))
@@ -159,8 +160,9 @@ def _heads_specs() -> list[Spec]:
       ("ASB without zapping: features", _ASB + (("zap", "none"),), "head_input"),
       ("scratch (ANML's network untrained): features", (("method", "scratch"),), "heads only")):
     if features == "heads only":
-      out += [Spec(f"{name}: {title}", base + (("learner", head), ("features", "head_input")))
-              for head, title in HEAD_NAMES.items()]
+      out += [Spec(f"{name}: {title}{suffix}", base + (("learner", head),
+                                                       ("features", "head_input")) + views)
+              for head, title in HEAD_NAMES.items() for views, suffix in _VIEWS]
       continue
     if features == "head_input":
       out.append(Spec(f"{name}: Adam, one image per step",
@@ -168,12 +170,17 @@ def _heads_specs() -> list[Spec]:
       out.append(Spec(f"{name}: Adam, i.i.d. oracle",
                       base + (("learner", "adam"), ("oracle", True))))
     for head, title in HEAD_NAMES.items():
-      out.append(Spec(f"{name}: {title}",
-                      base + (("learner", head), ("features", features))))
+      out += [Spec(f"{name}: {title}{suffix}",
+                   base + (("learner", head), ("features", features)) + views)
+              for views, suffix in _VIEWS]
   return out
 
 
 FEATURE_NAMES = {"head_input": "features", "context": "NM output"}
+# A closed-form head's views of each image (eval_config.views): the match
+# fields beyond the plain one view, and the row names' suffix.
+_VIEWS = [((), "")] + [((("views", v),), f", {v} views (one-pixel moves)")
+                       for v in data.VIEW_SHIFTS if v > 1]
 # A case whose run starts from another's: {case: (that case, how the table names it)}.
 _STARTS_FROM = {"streamhead": ("anml", "ANML's")}
 COST_BENCH = os.path.join("bench", "results", "cpu_cost.json")
@@ -230,11 +237,11 @@ def cost_table(entries, bench: dict | None) -> str:
     acc = f"{c.mean:.1f} ± {c.std:.1f}{marks.of(c)}" if c else ""
     best = None
     for head, title in HEAD_NAMES.items():
-      for features, where in FEATURE_NAMES.items():
-        h = store.cell(entries, Spec(name, feats + (("learner", head), ("features", features))),
-                       600)
+      for (features, where), (views, suffix) in itertools.product(FEATURE_NAMES.items(), _VIEWS):
+        h = store.cell(entries, Spec(name, feats + (("learner", head), ("features", features))
+                                     + views), 600)
         if h and (best is None or h.mean > best[0].mean):
-          best = (h, f"{title}, {where}")
+          best = (h, f"{title}, {where}{suffix}")
     head_text = f"{best[0].mean:.1f} ± {best[0].std:.1f}{marks.of(best[0], 'head')} ({best[1]})" \
         if best else ""
     lines.append(f"| {name} | " + " | ".join(cost + [acc, head_text]) + " |")

@@ -212,6 +212,10 @@ def get_eval_config(name: str = "default") -> ml_collections.ConfigDict:
   c.learner = "adam"
   c.features = "head_input"    # closed-form heads: 'head_input' or 'context'
   c.regs = ()
+  # Closed-form heads: each image as 1, 5 or 9 views, its one-pixel translations
+  # (data.VIEW_SHIFTS): a learnt image adds every view to the head's
+  # statistics in its one step; an image is scored by its views' mean feature.
+  c.views = 1
   c.schedule = (10, 50, 75, 100, 200, 300, 400, 500, 600)
   c.runs = 10                  # ANML README: --runs 10
   c.search_runs = 10           # range(10) lr-search repetitions per N
@@ -272,8 +276,12 @@ def validate_eval(c: ml_collections.ConfigDict) -> None:
     need(c.features == "head_input", f"features={c.features!r}: the adam learner "
          "re-learns the network's own parameters; features applies to closed-form "
          "learners only")
+    need(c.views == 1, f"views={c.views}: the adam learner takes one image per "
+         "step as it is; views applies to closed-form learners only")
   else:
     head = heads.get(c.learner)
+    need(c.views in data.VIEW_SHIFTS, f"views={c.views} must be one of "
+         f"{', '.join(map(str, data.VIEW_SHIFTS))} (the image and its one-pixel moves)")
     need(c.features in ("head_input", "context"),
          f"features={c.features!r} must be 'head_input' or 'context'")
     need(not c.finetune, f"finetune={c.finetune}: a closed-form head learns only the "

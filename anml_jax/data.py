@@ -326,6 +326,28 @@ def with_rotations(images: np.ndarray, rotations: int) -> np.ndarray:
   return np.concatenate([np.rot90(images, k, axes=(2, 3)) for k in range(rotations)])
 
 
+# The translated copies of an image a meta-test may learn and score it by
+# (``eval_config.views``): (rows down, columns right) of each copy, the image
+# itself first; 5 adds the four one-pixel moves, 9 the diagonal ones too.
+VIEW_SHIFTS = {1: ((0, 0),),
+               5: ((0, 0), (-1, 0), (1, 0), (0, -1), (0, 1)),
+               9: ((0, 0), (-1, 0), (1, 0), (0, -1), (0, 1),
+                   (-1, -1), (-1, 1), (1, -1), (1, 1))}
+
+
+def shifted(images: jax.Array, down: int, right: int) -> jax.Array:
+  """(..., H, W, ch) -> the images moved ``down`` rows and ``right`` columns
+  (negative: up, left); the uncovered border repeats the edge pixels
+  (Omniglot's: background), so no value outside the image is made up."""
+  m = max(abs(down), abs(right))
+  if m == 0:
+    return jnp.asarray(images)
+  h, w = images.shape[-3], images.shape[-2]
+  pad = [(0, 0)] * (images.ndim - 3) + [(m, m), (m, m), (0, 0)]
+  padded = jnp.pad(jnp.asarray(images), pad, mode="edge")
+  return padded[..., m - down:m - down + h, m - right:m - right + w, :]
+
+
 class TaskBatch(NamedTuple):
   """One meta-training task (leading meta-batch axis B when batched).
 

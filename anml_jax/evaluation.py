@@ -104,13 +104,16 @@ def _adam_streams(net: Network, params, finetune, bg, ev, ecfg, mesh) -> Callabl
   return streams
 
 
-def closed_form_features(net: Network, params, images: jax.Array, which: str) -> jax.Array:
-  """(C, D, H, W, 1) -> (C, D, d): what a closed-form head learns from:
-  ``'head_input'`` (the input of ``net``'s output layer; ANML: the gated PLN
-  features) or ``'context'`` (ANML: the NM's output; OML: the RLN's)."""
-  if which == "context":
-    return continual.compute_context(net, params, images)
-  return continual.compute_features(net, params, images)
+def closed_form_features(net: Network, params, images: jax.Array, which: str,
+                         views: int = 1) -> jax.Array:
+  """(C, D, H, W, 1) -> (C, D, V, d): what a closed-form head learns from,
+  for each of an image's ``views`` (its translated copies,
+  :data:`data.VIEW_SHIFTS`; V = ``views``): ``'head_input'`` (the input of
+  ``net``'s output layer; ANML: the gated PLN features) or ``'context'``
+  (ANML: the NM's output; OML: the RLN's)."""
+  compute = continual.compute_context if which == "context" else continual.compute_features
+  return jnp.stack([compute(net, params, data.shifted(images, down, right))
+                    for down, right in data.VIEW_SHIFTS[views]], 2)
 
 
 def _head_streams(head: heads.Head, net: Network, params, bg, ev, ecfg) -> Callable:
@@ -118,8 +121,8 @@ def _head_streams(head: heads.Head, net: Network, params, bg, ev, ecfg) -> Calla
   fixed features (the grid holds its regularisers; keys are unused: the
   head has no random initialisation). The search scores only the held-out
   drawings."""
-  feats = {"search": closed_form_features(net, params, bg, ecfg.features),
-           "final": closed_form_features(net, params, ev, ecfg.features)}
+  feats = {"search": closed_form_features(net, params, bg, ecfg.features, ecfg.views),
+           "final": closed_form_features(net, params, ev, ecfg.features, ecfg.views)}
   evaluators = {side: jax.jit(heads.make_head_evaluator(
       head, train_per_class=ecfg.train_per_class, train_scores=side == "final"))
       for side in feats}

@@ -178,12 +178,22 @@ def prepare(head: Head, x: jax.Array) -> jax.Array:
   return x / jnp.where(norm > 0, norm, 1.0)
 
 
+def learn(head: Head, x: jax.Array, y: jax.Array, n: int, block: int = 1) -> Stats:
+  """One pass of ``head`` over a stream of S images with labels y (S,) in
+  [0, n): x (S, d), or (S, V, d) for V views of each image, all of an
+  image's views learnt in its one step (``block`` images per scan step)."""
+  if x.ndim == 2:
+    x = x[:, None]
+  views, d = x.shape[1], x.shape[2]
+  x = prepare(head, x).reshape(-1, d)
+  return accumulate(init_stats(n, d, head.gram, x.dtype), x, jnp.repeat(y, views),
+                    block * views)
+
+
 def fit(head: Head, x: jax.Array, y: jax.Array, n: int, reg=None, block: int = 1):
-  """One pass of ``head`` over x (S, d) with labels y (S,) in [0, n), then its
-  readout: returns ``(W (d, n), b (n,))``, logits ``prepare(x) @ W + b``."""
-  x = prepare(head, x)
-  stats = accumulate(init_stats(n, x.shape[-1], head.gram, x.dtype), x, y, block)
-  return head.readout(stats, reg)
+  """:func:`learn`, then the readout: returns ``(W (d, n), b (n,))``, logits
+  ``prepare(x) @ W + b`` for x (B, d)."""
+  return head.readout(learn(head, x, y, n, block), reg)
 
 
 def make_head_evaluator(head: Head, *, train_per_class: int, block: int = 64,
@@ -196,22 +206,28 @@ def make_head_evaluator(head: Head, *, train_per_class: int, block: int = 64,
   step), then reads the statistics out once per regulariser and scores the
   drawings trained on (train) and the held-out ones (test).
 
+  An image may come as V views (features (C, D, V, d), e.g. its translated
+  copies, :data:`anml_jax.data.VIEW_SHIFTS`): learning an image adds all its
+  views to the statistics, in its one step of the stream, and an image is
+  scored by the mean of its views' features. One view is the plain learner.
+
   Args (of the returned function):
     regs: (L,) regularisers, each read out of the same statistics (ignored by
       a head without one; pass one value).
     classes: (R, N) class indices of each run, in learning order.
-    features: (C, D, d) every image's features.
+    features: (C, D, d) every image's features, or (C, D, V, d) its views'.
   With ``train_scores`` False the train accuracies are NaN (the lr search
   needs only the test scores, and scoring the N classes' training drawings costs most).
+  The runs go one after another when there are several views (a run's
+  stream holds N * train_per_class * V features), all at once otherwise.
   """
   def one_run(regs, cls, feats):
     n = cls.shape[0]
-    x_tr, _, x_te, _ = split_drawings(feats, cls, train_per_class)
-    x_tr, x_te = prepare(head, x_tr), prepare(head, x_te)
+    x_tr, _, x_te, _ = split_drawings(feats, cls, train_per_class)   # (S, V, d)
     y_tr = jnp.repeat(jnp.arange(n), train_per_class)
     y_te = jnp.repeat(jnp.arange(n), x_te.shape[0] // n)
-    stats = accumulate(init_stats(n, x_tr.shape[-1], head.gram, x_tr.dtype),
-                       x_tr, y_tr, block)
+    stats = learn(head, x_tr, y_tr, n, block)
+    x_tr, x_te = prepare(head, x_tr.mean(1)), prepare(head, x_te.mean(1))
 
     def score(reg):
       w, b = head.readout(stats, reg)
@@ -226,7 +242,10 @@ def make_head_evaluator(head: Head, *, train_per_class: int, block: int = 64,
     return jax.lax.map(score, regs)
 
   def evaluate(regs, classes, features):
-    return StreamResult(*jax.vmap(one_run, in_axes=(None, 0, None))(
-        regs, classes, features))
+    if features.ndim == 3:
+      features = features[:, :, None]
+    run = lambda cls: one_run(regs, cls, features)
+    out = jax.vmap(run)(classes) if features.shape[2] == 1 else jax.lax.map(run, classes)
+    return StreamResult(*out)
 
   return evaluate

@@ -216,6 +216,8 @@ def label(results: dict) -> str:
     name += f" {protocol['learner']} head"
     if protocol.get("features") == "context":
       name += " on the context"
+    if protocol.get("views", 1) > 1:
+      name += f", {protocol['views']} views"
   search, runs = protocol.get("search_runs"), protocol.get("runs")
   if search is not None and runs is not None and search < runs:
     name += f" (lr searched on {search} run{'s' if search > 1 else ''})"

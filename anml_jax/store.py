@@ -55,7 +55,8 @@ def describe(record: dict) -> dict:
   rotations (turns of each training class, ``configs.rotations``), init (the file
   training started from, its base name; None: a fresh initialisation), steps,
   finetune ('+'-joined), oracle, learner, features, split (of the drawings
-  at meta-test), checkpoint_sha256 (None where the record predates it)."""
+  at meta-test), views (of each image, closed-form heads), checkpoint_sha256
+  (None where the record predates it)."""
   model = record.get("model_config") or {}
   protocol = record.get("protocol") or {}
   steps = record.get("checkpoint_step") or 0
@@ -74,6 +75,7 @@ def describe(record: dict) -> dict:
           "learner": protocol.get("learner", "adam"),
           "features": protocol.get("features", "head_input"),
           "split": protocol.get("split", "drawer"),
+          "views": protocol.get("views", 1),
           "checkpoint_sha256": record.get("checkpoint_sha256")}
 
 
@@ -84,9 +86,14 @@ class Spec(NamedTuple):
   match: tuple
 
 
+# Fields a spec that does not name them matches at this value only, so that
+# a variant of the protocol never fills the plain row.
+PLAIN = {"views": 1}
+
+
 def matches(record: dict, spec: Spec) -> bool:
   d = describe(record)
-  return all(d[k] == v for k, v in spec.match)
+  return all(d[k] == v for k, v in {**PLAIN, **dict(spec.match)}.items())
 
 
 class Cell(NamedTuple):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import evaluate
-from anml_jax import configs, heads
+from anml_jax import configs, data, heads
 from tests.conftest import CONFIGS
 
 REG = {"prototype": None, "prototype_cosine": None, "ridge": 0.05, "gaussian": 0.3}
@@ -115,12 +115,66 @@ def test_the_head_evaluator_scores_a_separable_stream_perfectly_and_searches_reg
   assert np.all(np.isnan(res.train)) and np.all(res.test == 1.0)
 
 
+@pytest.mark.parametrize("name", sorted(heads.HEADS))
+def test_views_of_an_image_are_learnt_as_images_of_its_class(name, x64):
+  """S images of V views each give the head of the S * V views as images of
+  their own (the batch form), and one view gives the plain head."""
+  x, y = _stream(n=5, per=12, d=9, seed=4)           # 60 rows: 20 images x 3 views
+  views = x.reshape(5, 4, 3, 9).reshape(20, 3, 9)    # class-major, 3 views each
+  labels = y.reshape(5, 4, 3)[:, :, 0].reshape(20)
+  w, b = heads.fit(heads.get(name), jnp.asarray(views), jnp.asarray(labels), 5, REG[name],
+                   block=3)
+  w_ref, b_ref = _batch(name, x, y, 5, REG[name])
+  np.testing.assert_allclose(w, w_ref, rtol=1e-9, atol=1e-9)
+  np.testing.assert_allclose(b, b_ref, rtol=1e-9, atol=1e-9)
+  w1, b1 = heads.fit(heads.get(name), jnp.asarray(views[:, :1]), jnp.asarray(labels), 5,
+                     REG[name])
+  w2, b2 = heads.fit(heads.get(name), jnp.asarray(views[:, 0]), jnp.asarray(labels), 5,
+                     REG[name])
+  np.testing.assert_allclose(w1, w2, rtol=1e-12, atol=0)
+  np.testing.assert_allclose(b1, b2, rtol=1e-12, atol=0)
+
+
+def test_the_evaluator_scores_an_image_by_its_views_mean():
+  """Held-out drawings whose first view lies near the other class and whose
+  other views lie on their own: scored by the views' mean, every one is
+  right; by the first view alone, every one is wrong (margins far from
+  ties)."""
+  d, v = 4, 5
+  feats = np.zeros((2, 20, v, d), np.float32)
+  feats[0, :, :, 1] = feats[1, :, :, 0] = 10.0   # class 0 at 10 e_1, class 1 at 10 e_0
+  feats[:, 15:, 0] = feats[::-1, 15:, 1]         # test drawings: first view on the other class
+  feats += 0.01 * np.random.default_rng(0).normal(size=feats.shape).astype(np.float32)
+  classes = jnp.asarray([[0, 1]])
+  for head in heads.HEADS.values():
+    regs = jnp.asarray(head.regs[:1] if head.regs else (0.0,), jnp.float32)
+    evaluate = jax.jit(heads.make_head_evaluator(head, train_per_class=15, block=4))
+    res = evaluate(regs, classes, jnp.asarray(feats))
+    np.testing.assert_array_equal(res.test, 1.0)
+    np.testing.assert_array_equal(res.train, 1.0)
+    np.testing.assert_array_equal(evaluate(regs, classes, jnp.asarray(feats[:, :, 0])).test, 0.0)
+
+
+def test_shifted_views_move_the_image_and_repeat_its_edge():
+  img = np.arange(16, dtype=np.float32).reshape(4, 4, 1)
+  down = np.asarray(data.shifted(img, 1, 0))[..., 0]
+  np.testing.assert_array_equal(down[1:], img[:3, :, 0])
+  np.testing.assert_array_equal(down[0], img[0, :, 0])        # the edge repeated
+  left = np.asarray(data.shifted(img[None, None], 0, -1))[0, 0, ..., 0]
+  np.testing.assert_array_equal(left[:, :3], img[:, 1:, 0])
+  np.testing.assert_array_equal(left[:, 3], img[:, 3, 0])
+  np.testing.assert_array_equal(np.asarray(data.shifted(img, 0, 0)), img)
+  for views, shifts in data.VIEW_SHIFTS.items():
+    assert len(set(shifts)) == views and shifts[0] == (0, 0)
+
+
 @pytest.mark.parametrize("flag, message", [
     ("--eval_config.learner=lstsq", "learner='lstsq' must be 'adam' or a closed-form"),
     ("--eval_config.regs=(0.0,)", "regs=(0.0,) must list positive"),
     ("--eval_config.regs=(-1.0,)", "regs=(-1.0,) must list positive"),
     ("--eval_config.oracle", "its oracle is itself"),
     ("--eval_config.finetune=('nm','pln')", "learns only the classifier"),
+    ("--eval_config.views=4", "views=4 must be one of 1, 5, 9"),
 ])
 def test_bad_closed_form_protocols_fail_before_any_data_loads(flag, message, tmp_path, capsys):
   learner = [] if "learner=" in flag else ["--eval_config.learner=ridge"]
@@ -130,6 +184,13 @@ def test_bad_closed_form_protocols_fail_before_any_data_loads(flag, message, tmp
   err = capsys.readouterr().err
   assert rc == 1 and message in err and "Omniglot not found" not in err
   assert not os.path.exists(out)
+
+
+def test_views_refused_for_the_adam_learner():
+  c = configs.get_eval_config("smoke")
+  c.views = 9
+  with pytest.raises(ValueError, match="views applies to closed-form learners only"):
+    configs.validate_eval(c)
 
 
 def test_a_head_without_a_regulariser_refuses_one():

@@ -98,6 +98,23 @@ def test_runs_test_pairs_only_records_that_drew_the_same_classes():
     store.runs_test(a, b, 100)
 
 
+def test_a_record_with_views_fills_only_rows_that_name_them():
+  plain = Entry("p", _record(n_rows=((600, 0.7),), learner="gaussian"))
+  views = Entry("v", _record(n_rows=((600, 0.8),), learner="gaussian", views=9))
+  spec = Spec("g", SPEC.match + (("learner", "gaussian"),))
+  assert [e.path for e in store.cell([views, plain], spec, 600).entries] == ["p"]
+  named = Spec("g9", spec.match + (("views", 9),))
+  assert [e.path for e in store.cell([plain, views], named, 600).entries] == ["v"]
+  # the cost table's best head names the views it was scored with
+  for e in (plain, views):
+    e.record.update(checkpoint_step=20000)
+    e.record["model_config"].update(zap="trajectory")
+  best = next(line for line in report.cost_table([plain, views], None).splitlines()
+              if line.startswith("| ANML, second order"))
+  assert best.endswith("| 80.0 ± 1.0 (shared-covariance Gaussian, features, "
+                       "9 views (one-pixel moves)) |")
+
+
 def test_the_cost_table_puts_each_method_s_cost_beside_its_accuracies():
   def rec(learner="adam", features="head_input", mean=0.6, **model):
     r = _record(n_rows=((600, mean),), learner=learner, features=features)
