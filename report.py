@@ -78,6 +78,9 @@ MAIN = (
     ("ours: pretrain zapped every epoch at Frati et al.'s block std, one-pass Gaussian head",
      "pretrain zapped every epoch (block std), one-pass shared-covariance Gaussian head",
      _zapped("block") + (("learner", "gaussian"), ("features", "head_input"))),
+    ("ours: the same, each image learnt and scored as 9 views (its one-pixel moves)",
+     "pretrain zapped every epoch (block std), one-pass shared-covariance Gaussian head, 9 views",
+     _zapped("block") + (("learner", "gaussian"), ("features", "head_input"), ("views", 9))),
 )
 
 _SEQ = (("oracle", False), ("learner", "adam"), *_DRAWER)
@@ -278,6 +281,9 @@ def _comparisons() -> list[tuple[Spec, Spec]]:
       (heads(True, "prototype", "block"), heads(True, "prototype")),
       (heads(True, "gaussian", "block"), heads(True, "gaussian")),
       (heads(True, "gaussian", "block", 4), heads(True, "gaussian", "block")),
+      (Spec("pretrain, zapping every epoch (block std): shared-covariance Gaussian, 9 views",
+            heads(True, "gaussian", "block").match + (("views", 9),)),
+       heads(True, "gaussian", "block")),
       (asb(True), asb(False)),
       (anml, asb(True)),
       (adam("ANML first order, no reset", (("method", "anml"), ("steps", 20000),
