@@ -33,11 +33,12 @@ _PRETRAIN = (("method", "pretrain"), ("steps", 2000), ("zap", "none"), *_DRAWER,
              ("finetune", "pln/head"), ("learner", "adam"))
 
 
-def _zapped(scale: str, rotations: int = 1) -> tuple:
+def _zapped(scale: str, rotations: int = 1, shift: int = 0) -> tuple:
   """Pretraining zapped every epoch (2,000 steps), Kaiming ``scale`` 'row' or
-  'block', on the training classes turned ``rotations`` ways."""
+  'block', on the training classes turned ``rotations`` ways, its images
+  moved by up to ``shift`` pixels."""
   return (("method", "pretrain"), ("steps", 2000), ("zap", "epoch"), ("zap_scale", scale),
-          ("rotations", rotations))
+          ("rotations", rotations), ("shift", shift))
 
 
 # The rows of the main table: (name in README.md, name in results/README.md,
@@ -81,6 +82,11 @@ MAIN = (
     ("ours: the same, each image learnt and scored as 9 views (its one-pixel moves)",
      "pretrain zapped every epoch (block std), one-pass shared-covariance Gaussian head, 9 views",
      _zapped("block") + (("learner", "gaussian"), ("features", "head_input"), ("views", 9))),
+    ("ours: the same, pretrained on its images moved up to 2 pixels each way",
+     "pretrain zapped every epoch (block std) on images moved up to 2 pixels, one-pass "
+     "shared-covariance Gaussian head, 9 views",
+     _zapped("block", shift=2) + (("learner", "gaussian"), ("features", "head_input"),
+                                  ("views", 9))),
 )
 
 _SEQ = (("oracle", False), ("learner", "adam"), *_DRAWER)
@@ -159,6 +165,8 @@ def _heads_specs() -> list[Spec]:
        _zapped("block"), "head_input"),
       ("pretrain on four 90-degree turns of each class, zapped every epoch, block std: "
        "features", _zapped("block", 4), "head_input"),
+      ("pretrain on images moved up to 2 pixels, zapped every epoch, block std: features",
+       _zapped("block", shift=2), "head_input"),
       ("ASB with zapping: features", _ASB + (("zap", "trajectory"),), "head_input"),
       ("ASB without zapping: features", _ASB + (("zap", "none"),), "head_input"),
       ("scratch (ANML's network untrained): features", (("method", "scratch"),), "heads only")):
@@ -210,6 +218,8 @@ def _cost_rows() -> list[tuple]:
        _zapped("row"), _zapped("row")),
       ("pretrain, zapping every epoch, block std", "pretrain",
        _zapped("block"), _zapped("block")),
+      ("pretrain, zapping every epoch, block std, images moved up to 2 pixels", "pretrain",
+       _zapped("block", shift=2), _zapped("block", shift=2)),
       ("streamhead from ANML's parameters (ANML's run, then 600 steps)", "streamhead",
        None, head)]
   return [(name, case, adam and Spec(name, adam + (("learner", "adam"),) + _DRAWER
@@ -260,13 +270,15 @@ def cost_table(entries, bench: dict | None) -> str:
 
 def _comparisons() -> list[tuple[Spec, Spec]]:
   """The pairs of rows the results text compares, at 600 classes."""
-  heads = lambda zap, learner, scale="row", rotations=1: Spec(
-      f"pretrain{' on four turns of each class' if rotations > 1 else ''}, "
+  heads = lambda zap, learner, scale="row", rotations=1, shift=0: Spec(
+      f"pretrain{' on four turns of each class' if rotations > 1 else ''}"
+      f"{f' on images moved up to {shift} pixels' if shift else ''}, "
       f"{f'zapping every epoch ({scale} std)' if zap else 'no zapping'}: "
       f"{HEAD_NAMES[learner]}",
-      (_zapped(scale, rotations) if zap else
+      (_zapped(scale, rotations, shift) if zap else
        (("method", "pretrain"), ("steps", 2000), ("zap", "none"), ("rotations", 1)))
       + (("learner", learner), ("features", "head_input")))
+  views9 = lambda spec: Spec(spec.name + ", 9 views", spec.match + (("views", 9),))
   adam = lambda name, match: Spec(name, match + _HEAD + _SEQ)
   asb = lambda zap: adam(f"ASB, {'zapping' if zap else 'no zapping'}",
                          _ASB + (("zap", "trajectory" if zap else "none"),))
@@ -281,9 +293,10 @@ def _comparisons() -> list[tuple[Spec, Spec]]:
       (heads(True, "prototype", "block"), heads(True, "prototype")),
       (heads(True, "gaussian", "block"), heads(True, "gaussian")),
       (heads(True, "gaussian", "block", 4), heads(True, "gaussian", "block")),
-      (Spec("pretrain, zapping every epoch (block std): shared-covariance Gaussian, 9 views",
-            heads(True, "gaussian", "block").match + (("views", 9),)),
-       heads(True, "gaussian", "block")),
+      (views9(heads(True, "gaussian", "block")), heads(True, "gaussian", "block")),
+      (heads(True, "gaussian", "block", shift=2), heads(True, "gaussian", "block")),
+      (views9(heads(True, "gaussian", "block", shift=2)),
+       views9(heads(True, "gaussian", "block"))),
       (asb(True), asb(False)),
       (anml, asb(True)),
       (adam("ANML first order, no reset", (("method", "anml"), ("steps", 20000),

@@ -17,7 +17,7 @@ EVAL_NAMES = ("default", "cpu", "smoke")
 _DROPPED_KEYS = ("arch",)
 # Keys added later whose default changes the numbers (up to float rounding):
 # a config saved without them gets the value that reproduces its run exactly.
-_ADDED_KEYS = {"low_rank_head": False, "rotations": 1}
+_ADDED_KEYS = {"low_rank_head": False, "rotations": 1, "shift": 0}
 # Keys saved by earlier versions that a new key replaces: old key -> function
 # of (its value, the method's entry) giving {new key: value}.
 _RENAMED_KEYS = {
@@ -48,6 +48,9 @@ def get_config(name: str = "default", method: str = "anml") -> ml_collections.Co
   # Training classes turned by 0, 90, 180, 270 degrees, each turn a class of
   # its own (data.with_rotations): 1 (the paper's, none) to 4.
   c.rotations = 1
+  # i.i.d. pretraining: every batch image moved by a random number of pixels,
+  # up to `shift` each way on each axis (data.random_shifts); 0: as it is.
+  c.shift = 0
   c.inner_params = ("pln",)       # --rln 7: NM frozen, whole PLN adapted
   c.first_order = False
   c.remat = False
@@ -129,6 +132,11 @@ def validate(c: ml_collections.ConfigDict) -> None:
        f"meta_batch={c.meta_batch} exceeds num_train_classes={c.num_train_classes}")
   need(1 <= c.rotations <= 4, f"rotations={c.rotations} must be 1, 2, 3 or 4 "
        "(turns of 90 degrees)")
+  need(0 <= c.shift < c.model.image_size // 2, f"shift={c.shift} must be a whole "
+       f"number of pixels from 0 to {c.model.image_size // 2 - 1}")
+  need(c.shift == 0 or entry.sampler is steps.iid_batches,
+       f"shift={c.shift}: method {c.method!r} does not learn from i.i.d. batches; "
+       "shift applies to pretrain only, drop it")
   need(c.num_train_classes * c.rotations <= c.model.num_outputs,
        f"num_train_classes={c.num_train_classes} x rotations={c.rotations} exceeds "
        f"the head's num_outputs={c.model.num_outputs}: raise model.num_outputs")

@@ -348,6 +348,20 @@ def shifted(images: jax.Array, down: int, right: int) -> jax.Array:
   return padded[..., m - down:m - down + h, m - right:m - right + w, :]
 
 
+def random_shifts(key: jax.Array, images: jax.Array, max_shift: int) -> jax.Array:
+  """(B, H, W, ch) -> each image moved by its own random (rows down, columns
+  right), each uniform in [-max_shift, max_shift], as :func:`shifted` moves
+  it (edge pixels repeated); pure, jit-able. 0 returns ``images``."""
+  if max_shift == 0:
+    return images
+  b, h, w, ch = images.shape
+  moves = jax.random.randint(key, (b, 2), -max_shift, max_shift + 1)
+  m = max_shift
+  padded = jnp.pad(images, [(0, 0), (m, m), (m, m), (0, 0)], mode="edge")
+  cut = lambda img, mv: jax.lax.dynamic_slice(img, (m - mv[0], m - mv[1], 0), (h, w, ch))
+  return jax.vmap(cut)(padded, moves)
+
+
 class TaskBatch(NamedTuple):
   """One meta-training task (leading meta-batch axis B when batched).
 

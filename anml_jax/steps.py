@@ -63,12 +63,15 @@ def trajectories(cfg, net: Network) -> Callable:
 
 def iid_batches(cfg, net: Network) -> Callable:
   """``(x, y)``: ``cfg.pretrain_batch`` images drawn uniformly from the
-  drawings not held out (the last ``cfg.holdout_drawings`` of each class)."""
+  drawings not held out (the last ``cfg.holdout_drawings`` of each class),
+  each moved by up to ``cfg.shift`` pixels (:func:`data.random_shifts`; its
+  key folded from the step's, so that shift 0 draws what it always did)."""
   del net
 
   def sample(key, images):
     kept = images.shape[1] - cfg.holdout_drawings
-    return data_lib.sample_iid_batch(key, images[:, :kept], cfg.pretrain_batch)
+    x, y = data_lib.sample_iid_batch(key, images[:, :kept], cfg.pretrain_batch)
+    return data_lib.random_shifts(jax.random.fold_in(key, 1), x, cfg.shift), y
 
   return sample
 

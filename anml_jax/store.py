@@ -52,7 +52,8 @@ def describe(record: dict) -> dict:
   method, seed (of meta-training; None for an untrained network),
   first_order, gate (ANML's gate in use), zap (the reset of meta-training,
   ``configs.upgrade`` reading the older ``reset_head_rows``), zap_scale,
-  rotations (turns of each training class, ``configs.rotations``), init (the file
+  rotations (turns of each training class, ``configs.rotations``), shift
+  (pixels pretraining moved its images by, ``configs.shift``), init (the file
   training started from, its base name; None: a fresh initialisation), steps,
   finetune ('+'-joined), oracle, learner, features, split (of the drawings
   at meta-test), views (of each image, closed-form heads), checkpoint_sha256
@@ -68,6 +69,7 @@ def describe(record: dict) -> dict:
           "zap": zap,
           "zap_scale": model.get("zap_scale", "row"),
           "rotations": model.get("rotations", 1),
+          "shift": model.get("shift", 0),
           "init": os.path.basename(model["init_params"]) if model.get("init_params") else None,
           "steps": steps,
           "finetune": "+".join(record["finetune"]),
@@ -87,8 +89,8 @@ class Spec(NamedTuple):
 
 
 # Fields a spec that does not name them matches at this value only, so that
-# a variant of the protocol never fills the plain row.
-PLAIN = {"views": 1}
+# a variant of the protocol or of training never fills the plain row.
+PLAIN = {"views": 1, "shift": 0}
 
 
 def matches(record: dict, spec: Spec) -> bool:

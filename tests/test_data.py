@@ -158,3 +158,38 @@ def test_rotated_classes_are_new_classes_and_pretraining_samples_them(tmp_path):
   assert step == 2 and saved.rotations == 4
   assert configs.upgrade({k: v for k, v in cfg.to_dict().items()
                           if k != "rotations"})["rotations"] == 1
+
+
+def test_pretraining_batches_are_moved_each_image_its_own_way(tmp_path):
+  """``shift`` moves every image of an i.i.d. batch by its own random number
+  of pixels (each one of :func:`data.shifted`'s moves, up to ``shift`` each
+  way), draws the same images and labels as no shift, and is refused where
+  it cannot apply."""
+  imgs = data.synthetic(0, background=6, evaluation=1, drawings=4, raw=True).background
+  x = jax.random.uniform(jax.random.key(0), (64, 8, 8, 1))
+  moved = np.asarray(data.random_shifts(jax.random.key(1), x, 2))
+  found = [[(d, r) for d in range(-2, 3) for r in range(-2, 3)
+            if np.array_equal(moved[i], np.asarray(data.shifted(x[i], d, r)))]
+           for i in range(64)]
+  assert all(len(f) == 1 for f in found)                  # uniform noise: one move fits
+  assert len({f[0] for f in found}) > 10                  # not one move for all
+  assert {abs(m) for f in found for m in f[0]} == {0, 1, 2}
+  assert data.random_shifts(jax.random.key(1), x, 0) is x
+  cfg = configs.get_config("smoke", "pretrain")
+  cfg.update(num_train_classes=6, pretrain_batch=12)
+  plain = methods.get("pretrain").sampler(cfg, None)(jax.random.key(3), imgs)
+  cfg.shift = 1
+  configs.validate(cfg)
+  xs, ys = methods.get("pretrain").sampler(cfg, None)(jax.random.key(3), imgs)
+  np.testing.assert_array_equal(ys, plain[1])
+  assert all(any(np.array_equal(np.asarray(xs[i]), np.asarray(data.shifted(plain[0][i], d, r)))
+                 for d in (-1, 0, 1) for r in (-1, 0, 1)) for i in range(12))
+  assert not np.array_equal(np.asarray(xs), np.asarray(plain[0]))
+  cfg.shift = 14
+  with pytest.raises(ValueError, match="shift=14 must be a whole number of pixels from 0 to 13"):
+    configs.validate(cfg)
+  anml = configs.get_config("smoke", "anml")
+  anml.shift = 1
+  with pytest.raises(ValueError, match="shift applies to pretrain only"):
+    configs.validate(anml)
+  assert configs.upgrade({k: v for k, v in cfg.to_dict().items() if k != "shift"})["shift"] == 0

@@ -115,6 +115,17 @@ def test_a_record_with_views_fills_only_rows_that_name_them():
                        "9 views (one-pixel moves)) |")
 
 
+def test_a_record_of_shifted_pretraining_fills_only_rows_that_name_it():
+  plain = Entry("p", _record(n_rows=((600, 0.7),)))
+  moved = Entry("m", _record(n_rows=((600, 0.8),)))
+  moved.record["model_config"].update(shift=2)
+  assert store.describe(moved.record)["shift"] == 2
+  assert store.describe(plain.record)["shift"] == 0          # older records: none
+  assert [e.path for e in store.cell([moved, plain], SPEC, 600).entries] == ["p"]
+  named = Spec("s", SPEC.match + (("shift", 2),))
+  assert [e.path for e in store.cell([plain, moved], named, 600).entries] == ["m"]
+
+
 def test_the_cost_table_puts_each_method_s_cost_beside_its_accuracies():
   def rec(learner="adam", features="head_input", mean=0.6, **model):
     r = _record(n_rows=((600, mean),), learner=learner, features=features)
