@@ -105,15 +105,22 @@ def _adam_streams(net: Network, params, finetune, bg, ev, ecfg, mesh) -> Callabl
 
 
 def closed_form_features(net: Network, params, images: jax.Array, which: str,
-                         views: int = 1) -> jax.Array:
+                         views: int = 1, batch: int = 512) -> jax.Array:
   """(C, D, H, W, 1) -> (C, D, V, d): what a closed-form head learns from,
   for each of an image's ``views`` (its translated copies,
   :data:`data.VIEW_SHIFTS`; V = ``views``): ``'head_input'`` (the input of
   ``net``'s output layer; ANML: the gated PLN features) or ``'context'``
-  (ANML: the NM's output; OML: the RLN's)."""
-  compute = continual.compute_context if which == "context" else continual.compute_features
-  return jnp.stack([compute(net, params, data.shifted(images, down, right))
-                    for down, right in data.VIEW_SHIFTS[views]], 2)
+  (ANML: the NM's output; OML: the RLN's). ``batch`` forward passes at a
+  time (``batch // V`` images, all their views), written straight into the
+  one (C, D, V, d) array."""
+  if which == "context":
+    compute = lambda x: net.context(params, x)
+  else:
+    compute = lambda x: net.features(params, x, net.context(params, x))
+  moves = data.VIEW_SHIFTS[views]
+  return continual.map_images(
+      lambda x: jnp.stack([compute(data.shifted(x, down, right))
+                           for down, right in moves], 1), images, max(1, batch // views))
 
 
 def _head_streams(head: heads.Head, net: Network, params, bg, ev, ecfg) -> Callable:

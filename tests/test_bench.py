@@ -136,6 +136,15 @@ def test_heads_benchmark_reports_every_head(tmp_path):
     assert row["s_per_image_block1"] > 0 and row["evaluation_s"] > 0
 
 
+def test_view_features_benchmark_reports_the_output_and_peak_memory(tmp_path):
+  out = tmp_path / "views.json"
+  _run("view_features.py", "--classes", "2", "--views", "5", "--out", str(out))
+  res = json.loads(out.read_text())
+  assert res["output_bytes"] == 4 * 2 * 20 * 5 * 2304
+  assert res["host_peak_bytes"] >= res["host_peak_before_bytes"] > 0 and res["seconds"] > 0
+  assert res["code"].startswith(ROOT)
+
+
 def test_training_step_flops_count_each_method_s_images():
   sys.path.insert(0, os.path.join(ROOT, "bench"))
   try:

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 import evaluate
-from anml_jax import configs, data, heads
-from tests.conftest import CONFIGS
+from anml_jax import configs, continual, data, evaluation, heads
+from tests.conftest import CONFIGS, tiny_anml
 
 REG = {"prototype": None, "prototype_cosine": None, "ridge": 0.05, "gaussian": 0.3}
 
@@ -166,6 +166,22 @@ def test_shifted_views_move_the_image_and_repeat_its_edge():
   np.testing.assert_array_equal(np.asarray(data.shifted(img, 0, 0)), img)
   for views, shifts in data.VIEW_SHIFTS.items():
     assert len(set(shifts)) == views and shifts[0] == (0, 0)
+
+
+@pytest.mark.parametrize("which", ["head_input", "context"])
+def test_closed_form_features_hold_each_view_s_features_in_its_slot(which):
+  """Views computed together, batched, equal each moved image set computed
+  on its own (a tiny ANML, both feature kinds; float tolerance)."""
+  net = tiny_anml()
+  params = net.init(jax.random.key(0))
+  images = jax.random.uniform(jax.random.key(1), (3, 4, 28, 28, 1))
+  compute = continual.compute_context if which == "context" else continual.compute_features
+  got = evaluation.closed_form_features(net, params, images, which, views=9, batch=5)
+  assert got.shape == (3, 4, 9) + compute(net, params, images).shape[2:]
+  for k, (down, right) in enumerate(data.VIEW_SHIFTS[9]):
+    want = compute(net, params, data.shifted(images, down, right))
+    np.testing.assert_allclose(got[:, :, k], want, rtol=1e-4, atol=1e-5)
+  assert float(jnp.abs(got[:, :, 1] - got[:, :, 0]).max()) > 1e-3   # the moves differ
 
 
 @pytest.mark.parametrize("flag, message", [
