@@ -297,6 +297,8 @@ def _comparisons() -> list[tuple[Spec, Spec]]:
       (heads(True, "gaussian", "block", shift=2), heads(True, "gaussian", "block")),
       (views9(heads(True, "gaussian", "block", shift=2)),
        views9(heads(True, "gaussian", "block"))),
+      (adam("pretrain, zapping every epoch (block std)", _zapped("block")),
+       adam("pretrain, zapping every epoch (row std)", _zapped("row"))),
       (adam("pretrain, zapping every epoch (row std)", _zapped("row")),
        adam("pretrain, no zapping (the shipped CPU run)",
             _PRETRAIN[:3] + (("checkpoint_sha256", _shipped_pretrain()),))),
