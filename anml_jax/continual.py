@@ -147,8 +147,7 @@ def compute_context(net: Network, params: Params, images: jax.Array,
 def compute_features(net: Network, params: Params, images: jax.Array,
                      batch: int = 512) -> jax.Array:
   """(C, D, H, W, 1) -> (C, D, F) head input of every image, batched."""
-  return map_images(lambda x: net.features(params, x, net.context(params, x)),
-                    images, batch)
+  return map_images(lambda x: net.head_input(params, x), images, batch)
 
 
 def choose_lr(lrs: Sequence[float], scores: np.ndarray) -> tuple[float, list]:

@@ -335,30 +335,37 @@ VIEW_SHIFTS = {1: ((0, 0),),
                    (-1, -1), (-1, 1), (1, -1), (1, 1))}
 
 
-def shifted(images: jax.Array, down: int, right: int) -> jax.Array:
+def shifted(images: jax.Array, down, right) -> jax.Array:
   """(..., H, W, ch) -> the images moved ``down`` rows and ``right`` columns
   (negative: up, left); the uncovered border repeats the edge pixels
   (Omniglot's: background), so no value outside the image is made up."""
   m = max(abs(down), abs(right))
   if m == 0:
     return jnp.asarray(images)
-  h, w = images.shape[-3], images.shape[-2]
-  pad = [(0, 0)] * (images.ndim - 3) + [(m, m), (m, m), (0, 0)]
-  padded = jnp.pad(jnp.asarray(images), pad, mode="edge")
-  return padded[..., m - down:m - down + h, m - right:m - right + w, :]
+  return _window(images, m, down, right)
+
+
+def _window(images: jax.Array, m: int, down, right) -> jax.Array:
+  """(..., H, W, ch) padded ``m`` pixels each way with its edges, then the
+  (H, W) window ``down`` rows and ``right`` columns off centre (each in
+  [-m, m], Python ints or traced scalars): the one implementation of a move."""
+  images = jnp.asarray(images)
+  lead, (h, w, ch) = images.shape[:-3], images.shape[-3:]
+  pad = [(0, 0)] * len(lead) + [(m, m), (m, m), (0, 0)]
+  padded = jnp.pad(images, pad, mode="edge")
+  start = (0,) * len(lead) + (m - down, m - right, 0)
+  return jax.lax.dynamic_slice(padded, start, (*lead, h, w, ch))
 
 
 def random_shifts(key: jax.Array, images: jax.Array, max_shift: int) -> jax.Array:
   """(B, H, W, ch) -> each image moved by its own random (rows down, columns
   right), each uniform in [-max_shift, max_shift], as :func:`shifted` moves
-  it (edge pixels repeated); pure, jit-able. 0 returns ``images``."""
+  it (edge pixels repeated); pure, jit-able. 0 returns ``images``. Each image
+  is padded once and its window sliced, so no other move is computed."""
   if max_shift == 0:
     return images
-  m, b = max_shift, images.shape[0]
-  moves = jax.random.randint(key, (b, 2), -m, m + 1)
-  every = jnp.stack([shifted(images, d, r) for d in range(-m, m + 1)
-                     for r in range(-m, m + 1)])              # ((2m+1)^2, B, H, W, ch)
-  return every[(moves[:, 0] + m) * (2 * m + 1) + moves[:, 1] + m, jnp.arange(b)]
+  moves = jax.random.randint(key, (images.shape[0], 2), -max_shift, max_shift + 1)
+  return jax.vmap(lambda x, mv: _window(x, max_shift, mv[0], mv[1]))(images, moves)
 
 
 class TaskBatch(NamedTuple):

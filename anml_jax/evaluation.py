@@ -116,7 +116,7 @@ def closed_form_features(net: Network, params, images: jax.Array, which: str,
   if which == "context":
     compute = lambda x: net.context(params, x)
   else:
-    compute = lambda x: net.features(params, x, net.context(params, x))
+    compute = lambda x: net.head_input(params, x)
   moves = data.VIEW_SHIFTS[views]
   return continual.map_images(
       lambda x: jnp.stack([compute(data.shifted(x, down, right))

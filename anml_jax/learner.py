@@ -158,8 +158,7 @@ def make_sgd_learner(net: Network, lr: float, fast_params: Sequence[str], *,
     def step(carry, x, y, ctx):
       fast, b, u, v, t = carry
       def features(f):
-        p = merge(f, slow)
-        return net.features(p, x, net.context(p, x) if ctx is None else ctx)
+        return net.head_input(merge(f, slow), x, ctx)
 
       h, features_vjp = jax.vjp(features, fast)
       logits = h @ w0 + (h @ u.T) @ v + b

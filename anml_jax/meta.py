@@ -151,7 +151,7 @@ def make_head_meta_loss(cfg, net: Network) -> Callable:
 
   def loss_fn(params, ep):
     x = jnp.concatenate([ep.x_sup, ep.x_qry])
-    f = net.features(params, x, net.context(params, x))
+    f = net.head_input(params, x)
     s = ep.x_sup.shape[0]
     w, b = heads.fit(head, f[:s], ep.y_sup, cfg.ways, cfg.head_reg, block=cfg.shots)
     logits = cfg.head_scale * (heads.prepare(head, f[s:]) @ w + b)

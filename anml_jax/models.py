@@ -9,6 +9,7 @@ sequential loop:
   (ANML: the NM gate logits; OML: the RLN representation);
 * ``features(params, x, ctx)`` gives the input of the linear output layer
   (the *head*, at ``head_path``), reading no head parameter;
+  ``head_input(params, x)`` is the same from the images alone;
 * ``predict(params, x, ctx)`` gives the logits: the head applied to the
   features.
 
@@ -291,13 +292,19 @@ class Network(NamedTuple):
   probes: Callable[[Params, jax.Array], dict] | None = None
   input_shape: tuple | None = None
 
+  def head_input(self, params: Params, x: jax.Array,
+                 ctx: jax.Array | None = None) -> jax.Array:
+    """The output layer's input (B, D) from the images and their context
+    (B, C), computed from ``params`` when None."""
+    if ctx is None:
+      ctx = self.context(params, x)
+    return self.features(params, x, ctx)
+
   def predict(self, params: Params, x: jax.Array,
               ctx: jax.Array | None = None) -> jax.Array:
     """Logits (B, K) from the images and their context (B, C), computed
     from ``params`` when None."""
-    if ctx is None:
-      ctx = self.context(params, x)
-    return linear(get_path(params, self.head_path), self.features(params, x, ctx))
+    return linear(get_path(params, self.head_path), self.head_input(params, x, ctx))
 
   def apply(self, params: Params, x: jax.Array) -> jax.Array:
     """Full forward pass: (B, *input_shape) -> (B, num_outputs) logits."""
