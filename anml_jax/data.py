@@ -335,7 +335,7 @@ VIEW_SHIFTS = {1: ((0, 0),),
                    (-1, -1), (-1, 1), (1, -1), (1, 1))}
 
 
-def shifted(images: jax.Array, down, right) -> jax.Array:
+def shifted(images: jax.Array, down: int, right: int) -> jax.Array:
   """(..., H, W, ch) -> the images moved ``down`` rows and ``right`` columns
   (negative: up, left); the uncovered border repeats the edge pixels
   (Omniglot's: background), so no value outside the image is made up."""
