@@ -1,7 +1,8 @@
 """The shipped parameters (results/pretrained/: ANML after 20,000 meta-steps,
 pretrain-and-transfer after 2,000 steps, without and with zapping every
 epoch and with block-std zapping on moved images, streamhead 600 steps on
-from ANML, ASB without zapping after 9,000 steps; results/pretrained/README.md)
+from ANML, ASB without and with zapping after 9,000 steps;
+results/pretrained/README.md)
 load through the library and evaluate.py, and their features tell apart
 meta-test classes they never saw.
 ``pytest -s tests/test_pretrained.py`` prints the measured accuracies."""
@@ -28,7 +29,11 @@ FILES = {"anml_omniglot.npz": ("anml", 20000, "a786a8bb", 0.70),
          "streamhead_omniglot.npz": ("streamhead", 600, "de41fffc", 0.70),
          "pretrain_zap_omniglot.npz": ("pretrain", 2000, "6b13bde7", 0.80),
          "pretrain_zap_block_shift_omniglot.npz": ("pretrain", 2000, "46f658a1", 0.80),
-         "asb_omniglot.npz": ("asb", 9000, "b7aa0ad0", 0.50)}
+         "asb_omniglot.npz": ("asb", 9000, "b7aa0ad0", 0.50),
+         "asb_zap_omniglot.npz": ("asb", 9000, "dc7e2079", 0.20)}
+# Shipped as a record of a collapse (ASB with zapping; results/pretrained/README.md):
+# its features are checked against chance only, not against its untrained network.
+COLLAPSED = {"asb_zap_omniglot.npz"}
 
 
 def test_pretrained_file_is_the_20000_step_second_order_anml_run():
@@ -76,9 +81,11 @@ def test_shipped_features_separate_unseen_classes(name, omniglot):
   # Measured (chance 0.02, 250 test drawings): ANML 0.82, pretrain 0.88, pretrain
   # zapped 0.92, zapped (block std) on moved images 0.93, streamhead 0.80, untrained
   # 0.59; ASB without zapping 0.78, its ungated untrained network 0.61 (5 drawings
-  # above untrained + 0.15); each bound is 20 or more drawings away.
+  # above untrained + 0.15); ASB with zapping 0.29 (collapsed: below its untrained
+  # network, far above chance); each bound is 20 or more drawings away.
   assert trained >= FILES[name][3]
-  assert trained >= untrained + 0.15
+  if name not in COLLAPSED:
+    assert trained >= untrained + 0.15
 
 
 @needs_omniglot
