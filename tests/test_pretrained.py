@@ -45,7 +45,8 @@ def test_pretrained_file_is_the_20000_step_second_order_anml_run():
 
 
 def gated_features(net, params, classes: np.ndarray) -> np.ndarray:
-  """classes (C, 20, 28, 28, 1) -> (C, 20, D) the output layer's input (ANML: gated PLN features)."""
+  """classes (C, 20, 28, 28, 1) -> (C, 20, D): the output layer's input
+  (ANML: the gated PLN features)."""
   x = jnp.asarray(classes.reshape(-1, 28, 28, 1))
   f = net.head_input(params, x)
   return np.asarray(f).reshape(*classes.shape[:2], -1)
