@@ -113,13 +113,10 @@ def closed_form_features(net: Network, params, images: jax.Array, which: str,
   (ANML: the NM's output; OML: the RLN's). ``batch`` forward passes at a
   time (``batch // V`` images, all their views), written straight into the
   one (C, D, V, d) array."""
-  if which == "context":
-    compute = lambda x: net.context(params, x)
-  else:
-    compute = lambda x: net.head_input(params, x)
+  compute = net.context if which == "context" else net.head_input
   moves = data.VIEW_SHIFTS[views]
   return continual.map_images(
-      lambda x: jnp.stack([compute(data.shifted(x, down, right))
+      lambda x: jnp.stack([compute(params, data.shifted(x, down, right))
                            for down, right in moves], 1), images, max(1, batch // views))
 
 
