@@ -266,12 +266,7 @@ def plot_curves(results_list: Sequence[dict], path: str,
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
-  # One colour and one legend entry per label (records of one label that
-  # could not be joined, e.g. two checkpoint files of one run); tab20's dark
-  # shades first, then its light ones.
-  names = list(dict.fromkeys(label(r) for r in results_list))
-  cmap = plt.get_cmap("tab20")
-  colours = {n: cmap((2 * i) % 20 + (i // 10) % 2) for i, n in enumerate(names)}
+  colours = _label_colours(results_list)
   fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
   for ax, split in zip(axes, ("train", "test")):
     shown = set()
@@ -295,9 +290,26 @@ def plot_curves(results_list: Sequence[dict], path: str,
     ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)
   axes[0].set_ylabel("accuracy")
-  # The legend beside the axes, not over the data.
-  axes[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1))
+  _save_with_legend_beside(fig, axes[1], path)
+
+
+def _label_colours(results_list: Sequence[dict]) -> dict:
+  """One colour per label (records of one label that could not be joined,
+  e.g. two checkpoint files of one run, share it): tab20's dark shades
+  first, then its light ones, so that up to 20 methods stay apart."""
+  import matplotlib.pyplot as plt
+  names = list(dict.fromkeys(label(r) for r in results_list))
+  cmap = plt.get_cmap("tab20")
+  return {n: cmap((2 * i) % 20 + (i // 10) % 2) for i, n in enumerate(names)}
+
+
+def _save_with_legend_beside(fig, ax, path: str) -> None:
+  """Lays the axes out first, then puts ``ax``'s legend to their right (not
+  over the data, and without shrinking the axes to make room for it) and
+  saves the figure grown to hold it."""
+  import matplotlib.pyplot as plt
   fig.tight_layout()
+  ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1))
   fig.savefig(path, dpi=120, bbox_inches="tight")
   plt.close(fig)
 
@@ -336,23 +348,21 @@ def plot_forgetting(results_list: Sequence[dict], path: str) -> None:
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
+  colours = _label_colours(results_list)
   fig, ax = plt.subplots(figsize=(7, 4))
   for r in (r for r in results_list if r["forgetting"]):
     curve = r["forgetting"]["test_per_class_mean"]
     width = max(1, len(curve) // 20)
-    raw, = ax.plot(range(1, len(curve) + 1), curve, lw=0.6, alpha=0.3)
-    ax.plot(*binned_mean(curve, width), color=raw.get_color(), lw=2,
-            marker="o", ms=3,
+    colour = colours[label(r)]
+    ax.plot(range(1, len(curve) + 1), curve, lw=0.6, alpha=0.3, color=colour)
+    ax.plot(*binned_mean(curve, width), color=colour, lw=2, marker="o", ms=3,
             label=f"{label(r)}: after {len(curve)} classes, mean of {width}")
   ax.set_title("per-class test accuracy after the longest stream (faint: each class)")
   ax.set_xlabel("position of the class in the stream (1 = learned first)")
   ax.set_ylabel("accuracy")
   ax.set_ylim(0, 1)
   ax.grid(alpha=0.3)
-  ax.legend(fontsize="small")
-  fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
+  _save_with_legend_beside(fig, ax, path)
 
 
 def read_metrics(metrics_path: str) -> list[dict]:
