@@ -83,7 +83,8 @@ def describe(record: dict) -> dict:
 
 class Spec(NamedTuple):
   """A table row: its ``name`` and the :func:`describe` fields a record must
-  have to fill it, as ``(key, value)`` pairs."""
+  have to fill it, as ``(key, value)`` pairs; a frozenset value admits any
+  of its members (several runs of one recipe named by their checkpoints)."""
   name: str
   match: tuple
 
@@ -95,7 +96,8 @@ PLAIN = {"views": 1, "shift": 0}
 
 def matches(record: dict, spec: Spec) -> bool:
   d = describe(record)
-  return all(d[k] == v for k, v in {**PLAIN, **dict(spec.match)}.items())
+  return all(d[k] in v if isinstance(v, frozenset) else d[k] == v
+             for k, v in {**PLAIN, **dict(spec.match)}.items())
 
 
 class Cell(NamedTuple):

@@ -126,6 +126,19 @@ def test_a_record_of_shifted_pretraining_fills_only_rows_that_name_it():
   assert [e.path for e in store.cell([plain, moved], named, 600).entries] == ["m"]
 
 
+def test_a_set_of_checkpoints_joins_their_seeds_and_leaves_out_a_record_without_one():
+  runs = [Entry(f"s{seed}", _record(seed=seed, n_rows=((600, m),)))
+          for seed, m in ((9, 0.70), (10, 0.72), (11, 0.74))]
+  for e, sha in zip(runs, ("a", "b", "b")):
+    e.record["checkpoint_sha256"] = sha
+  older = Entry("gpu", _record(seed=9, n_rows=((600, 0.5),), search_runs=20))  # no sha256
+  spec = Spec("cpu", SPEC.match + (("checkpoint_sha256", frozenset({"a", "b"})),))
+  c = store.cell([older, *runs], spec, 600)
+  assert [e.path for e in c.entries] == ["s9", "s10", "s11"]
+  np.testing.assert_allclose([c.mean, c.std], [72.0, 2.0], rtol=1e-6)
+  assert [e.path for e in store.cell([older, *runs], SPEC, 600).entries] == ["gpu", "s10", "s11"]
+
+
 def test_the_cost_table_puts_each_method_s_cost_beside_its_accuracies():
   def rec(learner="adam", features="head_input", mean=0.6, **model):
     r = _record(n_rows=((600, mean),), learner=learner, features=features)
