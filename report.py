@@ -152,8 +152,9 @@ def _cpu_pretrain() -> tuple:
 def _heads_specs() -> list[Spec]:
   """ANML's gated features, ANML's NM output, the CPU pretraining runs'
   features (matched by checkpoint, :func:`_cpu_pretrain`: the pretrain rows
-  above are of the GPU run, which is gone) and the features meta-trained for a closed-form head
-  (streamhead, with and without the gate), and the features of issue 23's
+  above are of the GPU run, which is gone) and the features meta-trained
+  for a closed-form head (streamhead, with and without the gate), and the
+  features of issue 23's
   methods (zapped pretraining, ASB), each with Adam one image per step (the
   paper's learner), its oracle, and every closed-form head; and the untrained
   network (scratch) under the heads alone (its Adam row, everything
