@@ -154,11 +154,10 @@ def _heads_specs() -> list[Spec]:
   features (matched by checkpoint, :func:`_cpu_pretrain`: the pretrain rows
   above are of the GPU run, which is gone) and the features meta-trained
   for a closed-form head (streamhead, with and without the gate), and the
-  features of issue 23's
-  methods (zapped pretraining, ASB), each with Adam one image per step (the
-  paper's learner), its oracle, and every closed-form head; and the untrained
-  network (scratch) under the heads alone (its Adam row, everything
-  re-learnt, is the main table's)."""
+  features of issue 23's methods (zapped pretraining, ASB), each with Adam
+  one image per step (the paper's learner), its oracle, and every
+  closed-form head; and the untrained network (scratch) under the heads
+  alone (its Adam row, everything re-learnt, is the main table's)."""
   out = []
   for name, base, features in (
       ("ANML gated features", _ANML[:-1], "head_input"),
