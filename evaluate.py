@@ -93,11 +93,13 @@ def combine(fv) -> int:
   return 0
 
 
-def existing_record(fv, out: str):
+def existing_record(fv, out: str, begun: bool = False):
   """The record in ``out`` that --resume continues (None for a new one).
 
   Raises UsageError for an --out holding a record without --resume, and for
-  --resume without a record: nothing is replaced, nothing silently restarts."""
+  --resume without a record: nothing is replaced, nothing silently restarts.
+  ``begun``: ``out`` is one seed of a run of several whose other seeds hold
+  records, so under --resume a seed not yet reached starts there."""
   done = reporting.read_results(out)
   if done is not None and not fv.resume:
     ns = ", ".join(str(r["classes"]) for r in done["per_n"])
@@ -105,7 +107,7 @@ def existing_record(fv, out: str):
         f"{out} already holds an evaluation ({done['method']}, N = {ns}); "
         "pass --resume to continue it at its first unfinished N, or give another "
         "--out. Nothing was changed.")
-  if done is None and fv.resume:
+  if done is None and fv.resume and not begun:
     raise cli.UsageError(f"--resume: {out} holds no results.json to continue; "
                          "check the folder's name, or drop --resume to start a new "
                          "evaluation there")
@@ -178,16 +180,19 @@ def main(argv=None):
     seeds = meta.split_seeds(cfg, params)
     jobs = [(c, p, fv.out if len(seeds) == 1 else os.path.join(fv.out, f"seed_{c.seed}"))
             for c, p in seeds]
-    jobs = [(c, p, out, existing_record(fv, out)) for c, p, out in jobs]
+    begun = [r for r in map(reporting.read_results, (o for _, _, o in jobs)) if r]
+    jobs = [(c, p, out, existing_record(fv, out, len(jobs) > 1 and bool(begun)))
+            for c, p, out in jobs]
     sha = None if fv.checkpoint is None else checkpointing.fingerprint(fv.checkpoint)
     dataset = cli.load_dataset(fv)
     mesh = (sharding.make_mesh() if fv.shard == "auto" and jax.device_count() > 1
             else None)
     for cfg, params, out, done in jobs:
       ecfg = fv.eval_config
-      if done is not None and not (fv["eval_config"].present
-                                   or cli.overrides(fv, "eval_config")):
-        ecfg = configs.eval_from_dict(done["protocol"])
+      # --resume alone keeps the record's protocol (a seed not yet begun: its
+      # sibling's, so that the seeds of one run share one protocol)
+      if fv.resume and not (fv["eval_config"].present or cli.overrides(fv, "eval_config")):
+        ecfg = configs.eval_from_dict((done or begun[0])["protocol"])
       ecfg.class_pool = min(ecfg.class_pool, dataset.evaluation.shape[0])
       ecfg.search_pool = min(ecfg.search_pool, dataset.background.shape[0])
       configs.validate_eval(ecfg)

@@ -134,19 +134,26 @@ HEAD_NAMES = {"prototype": "nearest class mean", "prototype_cosine": "cosine cla
               "ridge": "ridge regression", "gaussian": "shared-covariance Gaussian"}
 
 
-# The checkpoint of runs/pretrain_s10: seeds 10 and 11 of the shipped CPU
-# run's recipe, trained in one program (results/training/pretrain_s10/).
-PRETRAIN_SEEDS_10_11 = "3235e66479a97ff6074e59979ce487b389a1d89ea4a27396f1bd22243bd3dabf"
-
-
 def _cpu_pretrain() -> tuple:
   """The match of the unzapped pretraining runs on this CPU, by checkpoint:
-  the shipped file (seed 9) and seeds 10 and 11. The GPU run of the same
-  recipe and seed 9 (results/pretrain/, gone) has other numbers, so its
-  records, which carry no sha256, must not join them."""
-  shipped = checkpointing.fingerprint(os.path.join(REPO, "results", "pretrained",
-                                                   "pretrain_omniglot.npz"))
-  return (("checkpoint_sha256", frozenset({shipped, PRETRAIN_SEEDS_10_11})),)
+  the shipped file (seed 9) and every CPU training record of the recipe that
+  names the checkpoint it ended with (its summary.json; seeds 10 and 11). The
+  GPU run of the same recipe and seed 9 (results/pretrain/, gone) has other
+  numbers, so its records, which carry no sha256, must not join them."""
+  shas = {checkpointing.fingerprint(os.path.join(REPO, "results", "pretrained",
+                                                 "pretrain_omniglot.npz"))}
+  root = os.path.join(REPO, "results", "training")
+  for run in sorted(os.listdir(root)):
+    try:
+      summary = json.load(open(os.path.join(root, run, "summary.json")))
+      config = json.load(open(os.path.join(root, run, "config.json")))
+    except (FileNotFoundError, NotADirectoryError):
+      continue            # not a training record (a log), or one without a summary
+    if (summary.get("backend") == "cpu" and "checkpoint_sha256" in summary
+        and config["method"] == "pretrain" and config["steps"] == 2000
+        and config.get("zap", "none") == "none"):
+      shas.add(summary["checkpoint_sha256"])
+  return (("checkpoint_sha256", frozenset(shas)),)
 
 
 def _heads_specs() -> list[Spec]:

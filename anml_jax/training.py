@@ -224,7 +224,8 @@ def train(cfg, workdir: str, images: np.ndarray, *, resume: bool = False,
                "backend": jax.default_backend(),
                "devices": 1 if mesh is None else mesh.size,
                "processes": jax.process_count()}
-    if main_process:
+    if main_process:      # the weights this run ends with, as an evaluation names them
+      summary["checkpoint_sha256"] = checkpointing.fingerprint(workdir)
       with open(os.path.join(workdir, "summary.json"), "w") as f:
         json.dump(summary, f, indent=2)
   finally:

@@ -108,6 +108,10 @@ def test_a_write_that_fails_leaves_the_old_record_whole(tmp_path, monkeypatch):
 def test_truncated_nan_and_corrupt_checkpoints_are_one_line_errors(tmp_path, capsys):
   run = str(tmp_path / "run")
   assert train.main(["--workdir", run, *smoke_args(steps=4)]) == 0
+  # the run's summary names the weights it ended with, as its evaluations will
+  summary = json.load(open(os.path.join(run, "summary.json")))
+  assert summary["final_step"] == 4
+  assert summary["checkpoint_sha256"] == checkpointing.fingerprint(run)
   path = str(tmp_path / "p.npz")
   checkpointing.export_params(run, path)
   # the fingerprint of a parameter file is its sha256sum

@@ -1,6 +1,7 @@
 """Seeds as a vmapped axis: K seeds in one program are K one-seed runs."""
 import json
 import os
+import shutil
 
 import jax
 import jax.numpy as jnp
@@ -83,6 +84,23 @@ def test_a_seed_run_trains_resumes_exports_and_evaluates_per_seed(tmp_path):
   seeds = [json.load(open(os.path.join(out, f"seed_{s}", "results.json")))["model_config"]["seed"]
            for s in (9, 10)]
   assert seeds == [9, 10]
+  # an evaluation stopped between its seeds: --resume starts the seed not reached
+  # and leaves the finished one's record as it was
+  first = open(os.path.join(out, "seed_9", "results.json")).read()
+  second = json.load(open(os.path.join(out, "seed_10", "results.json")))
+  shutil.rmtree(os.path.join(out, "seed_10"))
+  assert evaluate.main(["--checkpoint", a, "--out", out, "--resume",
+                        "--data_source=synthetic"]) == 0
+  assert open(os.path.join(out, "seed_9", "results.json")).read() == first
+  again = json.load(open(os.path.join(out, "seed_10", "results.json")))
+  assert again["protocol"] == second["protocol"]          # the sibling's, not the default
+  np.testing.assert_allclose(again["per_n"][0]["test_runs"],
+                             second["per_n"][0]["test_runs"], atol=1e-6)
+  # with no seed begun, --resume has nothing to continue
+  empty = str(tmp_path / "none")
+  assert evaluate.main(["--checkpoint", a, "--out", empty, "--resume",
+                        "--data_source=synthetic"]) == 1
+  assert not os.path.exists(empty)
 
 
 def test_seeds_must_be_positive(tmp_path, capsys):
