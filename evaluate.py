@@ -14,7 +14,8 @@ and plots. A results.json is never replaced: an --out that holds one is
 refused, or, with --resume, the evaluation in it continues at its first
 unfinished N (same checkpoint and protocol; the finished N are kept as they
 are). A run of several seeds (train.py --config.seeds=K) is evaluated seed by
-seed, each its own record in OUT/seed_S/.
+seed, each its own record in OUT/seed_S/; --resume continues it where it
+stopped, a seed not yet begun taking its begun siblings' protocol.
 """
 import json
 import os
