@@ -151,7 +151,8 @@ def _cpu_pretrain() -> tuple:
       continue            # not a training record (a log), or one without a summary
     if (summary.get("backend") == "cpu" and "checkpoint_sha256" in summary
         and config["method"] == "pretrain" and config["steps"] == 2000
-        and config.get("zap", "none") == "none"):
+        and config.get("zap") in (None, "none") and not config.get("shift")
+        and config.get("rotations", 1) == 1):
       shas.add(summary["checkpoint_sha256"])
   return (("checkpoint_sha256", frozenset(shas)),)
 
