@@ -10,6 +10,7 @@ The rows are the specs below: each names the fields a record must have
 with the fullest protocol. The tables stand between ``<!-- NAME:start -->``
 and ``<!-- NAME:end -->`` markers; the text around them is written by hand.
 """
+import functools
 import itertools
 import json
 import os
@@ -134,6 +135,7 @@ HEAD_NAMES = {"prototype": "nearest class mean", "prototype_cosine": "cosine cla
               "ridge": "ridge regression", "gaussian": "shared-covariance Gaussian"}
 
 
+@functools.cache
 def _cpu_pretrain() -> tuple:
   """The match of the unzapped pretraining runs on this CPU, by checkpoint:
   the shipped file (seed 9) and every CPU training record of the recipe that
