@@ -22,12 +22,14 @@ def _cfg(**kw):
   return cfg
 
 
-@pytest.mark.parametrize("method", ["anml", "pretrain"])
-def test_k_seeds_in_one_program_equal_k_one_seed_runs_float64(method, x64):
+@pytest.mark.parametrize("method,zap", [("anml", "trajectory"), ("pretrain", "none"),
+                                        ("asb", "none"), ("asb", "trajectory")])
+def test_k_seeds_in_one_program_equal_k_one_seed_runs_float64(method, zap, x64):
   """float64: in float32 the conv biases before a norm, whose meta-gradient
   is zero in exact arithmetic, turn summation-order noise into +-lr Adam
-  steps, so two exact-equal paths part by ~lr there (tests/test_sharding.py)."""
-  cfg = _cfg(method=method, seeds=2, first_order=True)   # vmap is blind to the order
+  steps, so two exact-equal paths part by ~lr there (tests/test_sharding.py).
+  ASB with zapping: each seed draws its own rows from its own stream."""
+  cfg = _cfg(method=method, zap=zap, seeds=2, first_order=True)   # vmap is blind to the order
   net = methods.network(cfg)
   images = jnp.asarray(np.random.default_rng(0).normal(size=(12, 20, 28, 28, 1)))
   to64 = lambda t: jax.tree.map(
@@ -38,7 +40,7 @@ def test_k_seeds_in_one_program_equal_k_one_seed_runs_float64(method, x64):
   one = jax.jit(step)
   singles = []
   for s in meta.seed_list(cfg):
-    c = _cfg(method=method, seed=s, first_order=True)
+    c = _cfg(method=method, zap=zap, seed=s, first_order=True)
     singles.append(to64(meta.init_state(c, net)))
   for _ in range(2):
     stacked, m_many = many(stacked, images)
