@@ -28,6 +28,8 @@ README_N = (10, 50, 100, 200, 400, 600)
 _DRAWER = (("split", "drawer"),)
 _ANML = (("method", "anml"), ("steps", 20000), ("first_order", False),
          ("zap", "trajectory"), *_DRAWER, ("finetune", "pln/head"), ("learner", "adam"))
+_ANML_FO_NORESET = (("method", "anml"), ("steps", 20000), ("first_order", True), ("zap", "none"),
+                    *_DRAWER, ("finetune", "pln/head"))
 _OML = (("method", "oml"), ("steps", 20000), ("zap", "trajectory"), *_DRAWER,
         ("learner", "adam"))
 _PRETRAIN = (("method", "pretrain"), ("steps", 2000), ("zap", "none"), *_DRAWER,
@@ -164,7 +166,8 @@ def _heads_specs() -> list[Spec]:
   features (matched by checkpoint, :func:`_cpu_pretrain`: the pretrain rows
   above are of the GPU run, which is gone) and the features meta-trained
   for a closed-form head (streamhead, with and without the gate), and the
-  features of issue 23's methods (zapped pretraining, ASB), each with Adam
+  features of issue 23's methods (zapped pretraining, ASB, ANML without its
+  reset), each with Adam
   one image per step (the paper's learner), its oracle, and every
   closed-form head; and the untrained network (scratch) under the heads
   alone (its Adam row, everything re-learnt, is the main table's)."""
@@ -188,6 +191,8 @@ def _heads_specs() -> list[Spec]:
        "features", _zapped("block", 4), "head_input"),
       ("pretrain on images moved up to 2 pixels, zapped every epoch, block std: features",
        _zapped("block", shift=2), "head_input"),
+      ("ANML first order, no reset: gated features", _ANML_FO_NORESET, "head_input"),
+      ("ANML first order, no reset: NM output", _ANML_FO_NORESET, "context"),
       ("ASB with zapping: features", _ASB + (("zap", "trajectory"),), "head_input"),
       ("ASB without zapping: features", _ASB + (("zap", "none"),), "head_input"),
       ("scratch (ANML's network untrained): features", (("method", "scratch"),), "heads only")):
