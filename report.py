@@ -124,9 +124,7 @@ def _zapping_specs() -> list[Spec]:
         Spec(f"ANML second order, no reset ({how})",
              (("method", "anml"), ("steps", 20000), ("first_order", False),
               ("zap", "none")) + relearnt + _SEQ),
-        Spec(f"ANML first order, no reset ({how})",
-             (("method", "anml"), ("steps", 20000), ("first_order", True),
-              ("zap", "none")) + relearnt + _SEQ)]
+        Spec(f"ANML first order, no reset ({how})", _ANML_FO_NORESET[:4] + relearnt + _SEQ)]
   rows.append(Spec("ANML second order, its reset, random split of the drawings "
                    "(classifier re-learnt)",
                    _ANML[:4] + _HEAD + (("oracle", False), ("learner", "adam"),
@@ -167,8 +165,8 @@ def _heads_specs() -> list[Spec]:
   above are of the GPU run, which is gone) and the features meta-trained
   for a closed-form head (streamhead, with and without the gate), and the
   features of issue 23's methods (zapped pretraining, ASB, ANML without its
-  reset), each with Adam
-  one image per step (the paper's learner), its oracle, and every
+  reset), each with Adam one image per step (the paper's learner), its
+  oracle, and every
   closed-form head; and the untrained network (scratch) under the heads
   alone (its Adam row, everything re-learnt, is the main table's)."""
   out = []

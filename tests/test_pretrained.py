@@ -80,13 +80,12 @@ def test_shipped_features_separate_unseen_classes(name, omniglot):
         gated_features(net, net.init(jax.random.key(cfg.seed)), classes), 5, 15)
   untrained = _UNTRAINED[key]
   print(f"{name}: KNN on 50 unseen classes: trained {trained:.2f}, untrained {untrained:.2f}")
-  # Measured (chance 0.02, 250 test drawings): ANML 0.82 (first order without
-  # its reset 0.77), pretrain 0.88, pretrain
-  # zapped 0.92, zapped (block std) on moved images 0.93, streamhead 0.80, untrained
-  # 0.59; ASB without zapping 0.78, its ungated untrained network 0.61 (5 drawings
-  # above untrained + 0.15); ASB with zapping 0.29 (collapsed: below its untrained
-  # network, far above chance); each bound is 20 or more drawings away, far beyond
-  # float rounding between CPUs.
+  # Measured (chance 0.02, 250 test drawings): ANML 0.82 (first order without its
+  # reset 0.77), pretrain 0.88, pretrain zapped 0.92, zapped (block std) on moved
+  # images 0.93, streamhead 0.80, untrained 0.59; ASB without zapping 0.78, its
+  # ungated untrained network 0.61 (5 drawings above untrained + 0.15); ASB with
+  # zapping 0.29 (collapsed: below its untrained network, far above chance); each
+  # bound is 20 or more drawings away, far beyond float rounding between CPUs.
   assert trained >= FILES[name][3]
   if name not in COLLAPSED:
     assert trained >= untrained + 0.15
