@@ -326,6 +326,11 @@ def _comparisons() -> list[tuple[Spec, Spec]]:
        adam("pretrain, no zapping (the CPU runs)", _PRETRAIN[:3] + _cpu_pretrain())),
       (asb(True), asb(False)),
       (anml, asb(True)),
+      (anml, asb(False)),
+      (asb(False), adam("pretrain, no zapping (the CPU runs)", _PRETRAIN[:3] + _cpu_pretrain())),
+      (Spec("ASB, no zapping: shared-covariance Gaussian",
+            _ASB + (("zap", "none"), ("learner", "gaussian"), ("features", "head_input"))),
+       heads(False, "gaussian")),
       (adam("ANML first order, no reset", (("method", "anml"), ("steps", 20000),
                                             ("first_order", True), ("zap", "none"))),
        adam("ANML first order, its reset", (("method", "anml"), ("steps", 20000),
@@ -382,7 +387,7 @@ def blocks(entries, bench: dict | None = None) -> dict:
   zapping = [s for s in _zapping_specs() if has(s)]
   return {
       ("README.md", "results-table"): store.table(
-          entries, readme, README_N, std=False, published=_published_rows()),
+          entries, readme, README_N, std="seeds", published=_published_rows()),
       ("results/README.md", "results-table"): store.table(
           entries, full, ALL_N, published=_published_rows()),
       ("results/README.md", "heads-table"): store.table(entries, present, ALL_N),

@@ -239,11 +239,15 @@ class Marks:
 
 
 def table(entries: Sequence[Entry], specs: Sequence[Spec], ns: Sequence[int], *,
-          std: bool = True, published: Sequence[tuple] = (),
+          std: str = "all", published: Sequence[tuple] = (),
           header: str = "N classes") -> str:
   """Markdown: a row per spec, a column per N, each cell ``mean ± std``
-  (``std`` False: the mean alone) with its protocol marks; then the
-  ``published`` rows ``(name, {N: text})``; then the marks' footnote."""
+  with its protocol marks; ``std`` "seeds": the ± only where a cell rests on
+  several training seeds (then it is their spread), the mean alone elsewhere;
+  then the ``published`` rows ``(name, {N: text})``; then the marks'
+  footnote."""
+  if std not in ("all", "seeds"):
+    raise ValueError(f"std={std!r}: use 'all' or 'seeds'")
   marks = Marks()
   lines = [f"| {header} | " + " | ".join(str(n) for n in ns) + " |",
            "|---|" + "---|" * len(ns)]
@@ -255,7 +259,8 @@ def table(entries: Sequence[Entry], specs: Sequence[Spec], ns: Sequence[int], *,
       if c is None:
         cells.append("")
       else:
-        text = f"{c.mean:.1f} ± {c.std:.1f}" if std else f"{c.mean:.1f}"
+        text = (f"{c.mean:.1f} ± {c.std:.1f}" if std == "all" or c.seeds > 1
+                else f"{c.mean:.1f}")
         cells.append(text + marks.of(c, learner))
     lines.append(f"| {spec.name} | " + " | ".join(cells) + " |")
   for name, values in published:

@@ -63,6 +63,11 @@ def test_the_fullest_protocol_fills_a_cell_and_seeds_are_averaged():
   mixed = store.cell([searched, few], SPEC, 600)
   assert (mixed.seeds, mixed.search_runs, mixed.runs) == (2, 1, 2)
   assert "| 65.0 ± 7.1 * (2 runs) (2 seeds) |" in store.table([searched, few], [SPEC], (600,))
+  # The README's form: the ± only where it is the spread over training seeds.
+  text = store.table(entries, [SPEC], (10, 50), std="seeds")
+  assert "| anml | 75.0 ± 7.1 (2 seeds) | 40.0 * |" in text
+  with pytest.raises(ValueError, match="std='none'"):
+    store.table(entries, [SPEC], (10,), std="none")
 
 
 def test_welch_tests_only_several_seeds():
