@@ -306,6 +306,7 @@ def _comparisons() -> list[tuple[Spec, Spec]]:
   asb = lambda zap: adam(f"ASB, {'zapping' if zap else 'no zapping'}",
                          _ASB + (("zap", "trajectory" if zap else "none"),))
   anml = adam("ANML second order", _ANML[:4])
+  pretrain = adam("pretrain, no zapping (the CPU runs)", _PRETRAIN[:3] + _cpu_pretrain())
   return [
       (anml, adam("ANML first order", (("method", "anml"), ("steps", 20000),
                                         ("first_order", True), ("zap", "trajectory")))),
@@ -322,12 +323,11 @@ def _comparisons() -> list[tuple[Spec, Spec]]:
        views9(heads(True, "gaussian", "block"))),
       (adam("pretrain, zapping every epoch (block std)", _zapped("block")),
        adam("pretrain, zapping every epoch (row std)", _zapped("row"))),
-      (adam("pretrain, zapping every epoch (row std)", _zapped("row")),
-       adam("pretrain, no zapping (the CPU runs)", _PRETRAIN[:3] + _cpu_pretrain())),
+      (adam("pretrain, zapping every epoch (row std)", _zapped("row")), pretrain),
       (asb(True), asb(False)),
       (anml, asb(True)),
       (anml, asb(False)),
-      (asb(False), adam("pretrain, no zapping (the CPU runs)", _PRETRAIN[:3] + _cpu_pretrain())),
+      (asb(False), pretrain),
       (Spec("ASB, no zapping: shared-covariance Gaussian",
             _ASB + (("zap", "none"), ("learner", "gaussian"), ("features", "head_input"))),
        heads(False, "gaussian")),
