@@ -41,11 +41,16 @@ def test_inner_optimizer_config_picks_the_inner_loop_transform(x64):
       params, task)[0]
   opt, pln = optax.adam(0.01), params["pln"]
   st = opt.init(pln)
-  for xi, yi in zip(task.x_traj, task.y_traj):
+
+  @jax.jit                    # one compile, not one per eager op
+  def adam_step(pln, st, xi, yi):
     g = jax.grad(lambda q: learner.cross_entropy(
         net.apply({**params, "pln": q}, xi[None]), yi[None]))(pln)
     u, st = opt.update(g, st, pln)
-    pln = optax.apply_updates(pln, u)
+    return optax.apply_updates(pln, u), st
+
+  for xi, yi in zip(task.x_traj, task.y_traj):
+    pln, st = adam_step(pln, st, xi, yi)
   want = learner.cross_entropy(net.apply({**params, "pln": pln}, task.x_rem), task.y_rem)
   np.testing.assert_allclose(got, want, rtol=1e-10)
   sgd = meta.make_meta_loss(_cfg(inner_lr=0.01), net)(params, task)[0]

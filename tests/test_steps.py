@@ -65,11 +65,12 @@ def test_asb_estimator_is_sgd_on_the_trajectory_then_the_gradient_at_the_adapted
   at, grads, loss, aux = jax.jit(steps.asb(cfg, net))(params, tasks)
 
   ce = lambda p, x, y: cross_entropy(net.apply(p, x), y)
+  grad = jax.jit(jax.grad(ce))         # jitted: one compile, not one per eager op
   p = params
   for t in range(cfg.traj_len):
-    g = jax.grad(ce)(p, tasks.x_traj[0, t:t + 1], tasks.y_traj[0, t:t + 1])
+    g = grad(p, tasks.x_traj[0, t:t + 1], tasks.y_traj[0, t:t + 1])
     p = jax.tree.map(lambda a, b: a - cfg.inner_lr * b, p, g)
-  want_loss, want_grads = jax.value_and_grad(ce)(p, tasks.x_rem[0], tasks.y_rem[0])
+  want_loss, want_grads = jax.jit(jax.value_and_grad(ce))(p, tasks.x_rem[0], tasks.y_rem[0])
   close = lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
   jax.tree.map(close, at, p)
   jax.tree.map(close, grads, want_grads)
@@ -93,8 +94,8 @@ def test_asb_step_carries_the_adapted_weights_into_the_adam_step(x64):
   state = state._replace(opt_state=optax.adam(cfg.meta_lr).init(state.params))
   new, _ = jax.jit(methods.get("asb").make_step(cfg, net))(state, images)
   k_step = jax.random.split(jax.random.wrap_key_data(state.key))[1]
-  at, grads, _, _ = steps.make_gradient(cfg, net, sampler=steps.trajectories,
-                                        estimator=steps.asb)(state.params, k_step, images)
+  at, grads, _, _ = jax.jit(steps.make_gradient(cfg, net, sampler=steps.trajectories,
+                                                estimator=steps.asb))(state.params, k_step, images)
   updates, _ = optax.adam(cfg.meta_lr).update(grads, state.opt_state, at)
   want = optax.apply_updates(at, updates)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-10),
