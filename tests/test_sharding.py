@@ -57,6 +57,18 @@ def sharded(tmp_path_factory):
   return out, info, np.load(out / "sharded.npz")
 
 
+@pytest.fixture(scope="module")
+def single_device():
+  """(loss, flat meta-gradient, step loss) of the worker's case on this
+  process's one device: computed once for both workers."""
+  assert jax.device_count() == 1
+  cfg, net, state, images = sharding_case.meta_setup()
+  _, grads, loss, _ = sharding_case.meta_gradient(cfg, net)(
+      state.params, sharding_case.KEY, images)
+  _, metrics = sharding_case.meta_step(cfg, net)(state, images)
+  return loss, sharding_case.flat(grads), metrics["loss"]
+
+
 @pytest.mark.slow
 def test_worker_really_ran_on_four_devices(sharded):
   _, info, _ = sharded
@@ -66,8 +78,8 @@ def test_worker_really_ran_on_four_devices(sharded):
 
 
 @pytest.mark.slow
-def test_sharded_meta_gradient_equals_single_device(sharded):
-  _assert_single_device_results(sharded[2])
+def test_sharded_meta_gradient_equals_single_device(sharded, single_device):
+  _assert_single_device_results(sharded[2], single_device)
 
 
 @pytest.mark.slow
@@ -82,10 +94,10 @@ def test_seeds_split_over_four_devices_give_the_one_device_metrics(sharded):
 
 
 @pytest.mark.slow
-def test_two_processes_give_the_single_process_meta_gradient(distributed):
+def test_two_processes_give_the_single_process_meta_gradient(distributed, single_device):
   _, info, arrays = distributed
   assert info == {"processes": 2, "devices": 4, "local_devices": 2, "mesh": 4}
-  _assert_single_device_results(arrays)
+  _assert_single_device_results(arrays, single_device)
 
 
 @pytest.mark.slow
@@ -93,15 +105,11 @@ def test_checkpoint_of_two_processes_restores_in_one(distributed):
   _assert_checkpoint_restores(*distributed)
 
 
-def _assert_single_device_results(arrays):
+def _assert_single_device_results(arrays, single_device):
   """``arrays`` (a worker's meta-gradient, loss and step loss) equal what one
-  device computes here, up to float32 summation order."""
-  assert jax.device_count() == 1
-  cfg, net, state, images = sharding_case.meta_setup()
-  _, grads, loss, _ = sharding_case.meta_gradient(cfg, net)(
-      state.params, sharding_case.KEY, images)
+  device computes here (``single_device``), up to float32 summation order."""
+  loss, single, step_loss = single_device
   np.testing.assert_allclose(arrays["loss"], loss, rtol=1e-6)
-  single = sharding_case.flat(grads)
   assert len(single) == len([k for k in arrays.files if k.startswith("g/")])
   # float32 summation-order noise of a second-order gradient: ~1e-6 of its
   # largest entry here; a lost or doubled device's share would be ~1e-1.
@@ -112,8 +120,7 @@ def _assert_single_device_results(arrays):
   # the whole step: the same meta-loss (Adam's first update, lr * g / |g|, is
   # not compared: it turns the ~1e-9 summation noise of gradients that are
   # zero in exact arithmetic, e.g. conv biases before a norm, into +-lr)
-  _, metrics = sharding_case.meta_step(cfg, net)(state, images)
-  np.testing.assert_allclose(arrays["step_loss"], metrics["loss"], rtol=1e-6)
+  np.testing.assert_allclose(arrays["step_loss"], step_loss, rtol=1e-6)
 
 
 @pytest.mark.slow
