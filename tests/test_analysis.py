@@ -73,8 +73,9 @@ def test_analyze_py_smoke_writes_every_output(tmp_path):
   assert train.main(["--workdir", anml, *smoke_args()]) == 0
   assert train.main(["--workdir", oml, *smoke_args("oml")]) == 0
   out = str(tmp_path / "an")
+  # 4 classes in the t-SNE figure, not 10: t-SNE of 80 points, not 200 (seconds each)
   assert analyze.main(["--checkpoint", anml, "--oml_checkpoint", oml, "--out", out,
-                       "--data_source=synthetic"]) == 0
+                       "--data_source=synthetic", "--tsne_classes=4"]) == 0
   for f in ("analysis.json", "sparsity.png", "tsne.png"):
     assert os.path.getsize(os.path.join(out, f)) > 0
   r = json.load(open(os.path.join(out, "analysis.json")))
@@ -85,10 +86,10 @@ def test_analyze_py_smoke_writes_every_output(tmp_path):
     assert 0 <= r["sparsity"][k] <= 2304
   for k in ("pln_before_gate", "pln_after_gate", "nm", "random_init", "oml"):
     assert 0 <= r["knn"][k] <= 1
-  assert "drawings 1-15" in r["knn"]["split"] and len(r["tsne_classes"]) == 10
+  assert "drawings 1-15" in r["knn"]["split"] and len(r["tsne_classes"]) == 4
   # an OML checkpoint alone, and a wrong --oml_checkpoint
   assert analyze.main(["--checkpoint", oml, "--out", str(tmp_path / "o"),
-                       "--data_source=synthetic"]) == 0
+                       "--data_source=synthetic", "--tsne_classes=4"]) == 0
   r = json.load(open(os.path.join(tmp_path / "o", "analysis.json")))
   assert 0 <= r["knn"]["oml"] <= 1 and "oml_active" in r["sparsity"]
   assert analyze.main(["--checkpoint", anml, "--oml_checkpoint", anml, "--out",
