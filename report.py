@@ -307,6 +307,7 @@ def _comparisons() -> list[tuple[Spec, Spec]]:
                          _ASB + (("zap", "trajectory" if zap else "none"),))
   anml = adam("ANML second order", _ANML[:4])
   pretrain = adam("pretrain, no zapping (the CPU runs)", _PRETRAIN[:3] + _cpu_pretrain())
+  row = adam("pretrain, zapping every epoch (row std)", _zapped("row"))
   return [
       (anml, adam("ANML first order", (("method", "anml"), ("steps", 20000),
                                         ("first_order", True), ("zap", "trajectory")))),
@@ -321,9 +322,8 @@ def _comparisons() -> list[tuple[Spec, Spec]]:
       (heads(True, "gaussian", "block", shift=2), heads(True, "gaussian", "block")),
       (views9(heads(True, "gaussian", "block", shift=2)),
        views9(heads(True, "gaussian", "block"))),
-      (adam("pretrain, zapping every epoch (block std)", _zapped("block")),
-       adam("pretrain, zapping every epoch (row std)", _zapped("row"))),
-      (adam("pretrain, zapping every epoch (row std)", _zapped("row")), pretrain),
+      (adam("pretrain, zapping every epoch (block std)", _zapped("block")), row),
+      (row, pretrain),
       (asb(True), asb(False)),
       (anml, asb(True)),
       (anml, asb(False)),
