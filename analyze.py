@@ -9,7 +9,9 @@ Writes DIR/analysis.json (sparsity, KNN accuracies, the split), sparsity.png
 tsne.png (10 meta-test classes, first time seen). Meta-test classes are
 Omniglot's evaluation set; KNN uses the meta-test split (the first 15 drawings
 of each class are the neighbours, the last 5 are classified); sparsity is
-measured on the last 5 drawings (the meta-test test images).
+measured on the last 5 drawings (the meta-test test images). A run of several
+seeds (train.py --config.seeds=K) is analysed seed by seed, each its own record
+in DIR/seed_S/; a folder that already holds analysis.json is refused.
 """
 import json
 import os
@@ -20,7 +22,17 @@ import jax.numpy as jnp
 import numpy as np
 from absl import flags
 
-from anml_jax import analysis, checkpointing, cli, configs, data, methods, provenance, reporting
+from anml_jax import (
+  analysis,
+  checkpointing,
+  cli,
+  configs,
+  data,
+  meta,
+  methods,
+  provenance,
+  reporting,
+)
 
 # The meta-test split: the first drawings of a class are learnt, the rest tested.
 TRAIN_PER_CLASS = configs.get_eval_config().train_per_class
@@ -74,12 +86,19 @@ def main(argv=None):
     args = cli.parse("analyze.py", argv, __doc__, define, required=("checkpoint", "out"))
     if args is None:
       return 0
-    dataset = cli.load_dataset(args)
     cfg, net, params, step = checkpointing.load_run(args.checkpoint)
-    arch = methods.get(cfg.method).arch
+    # A run of several seeds: each seed is its own record, in OUT/seed_S.
+    seeds = meta.split_seeds(cfg, params)
+    jobs = [(c, p, args.out if len(seeds) == 1 else os.path.join(args.out, f"seed_{c.seed}"))
+            for c, p in seeds]
+    for _, _, out in jobs:
+      if os.path.exists(os.path.join(out, "analysis.json")):
+        raise cli.UsageError(f"{out} already holds an analysis (analysis.json); give "
+                             "another --out. Nothing was changed.")
     oml = None
     if args.oml_checkpoint:
       oml = checkpointing.load_run(args.oml_checkpoint, "oml")
+    dataset = cli.load_dataset(args)
     pool = dataset.evaluation.shape[0]
     n = args.classes or pool
     if not args.tsne_classes <= n <= pool:
@@ -87,7 +106,17 @@ def main(argv=None):
                        f"{args.tsne_classes} and the {pool} evaluation classes")
   except (ValueError, data.DataError, checkpointing.CheckpointError) as e:
     return cli.fail(e)
+  for c, p, out in jobs:
+    analyze_one(args, argv, dataset, n, c, net, p, step, oml, out)
+  return 0
 
+
+def analyze_one(args, argv, dataset, n: int, cfg, net, params, step: int, oml, out: str):
+  """Writes the analyses of one seed's ``params`` (``step`` meta-steps of
+  ``cfg``) on ``n`` evaluation classes of ``dataset`` into ``out``: the
+  record analysis.json (atomically), sparsity.png and tsne.png."""
+  arch = methods.get(cfg.method).arch
+  pool = dataset.evaluation.shape[0]
   rng = np.random.default_rng(args.seed)
   classes = np.sort(rng.choice(pool, n, replace=False))
   images = jnp.asarray(dataset.evaluation[classes])
@@ -103,6 +132,7 @@ def main(argv=None):
   own = test_set(reps[""])
   result = {"provenance": provenance.record(["analyze.py", *argv]),
             "checkpoint": args.checkpoint, "checkpoint_step": step, "method": cfg.method,
+            "training_seed": int(cfg.seed),
             "classes": int(n), "test_images": int(n * (images.shape[1] - TRAIN_PER_CLASS)),
             "seed": args.seed, "relative_threshold": args.rel,
             "sparsity": sparsity(own, prefix, args.rel)}
@@ -129,7 +159,7 @@ def main(argv=None):
   knn.setdefault("oml", None)
   result["knn"] = knn
 
-  os.makedirs(args.out, exist_ok=True)
+  os.makedirs(out, exist_ok=True)
   shown = rng.choice(n, args.tsne_classes, replace=False)
   result["tsne_classes"] = classes[shown].tolist()
   panels = {}
@@ -141,20 +171,18 @@ def main(argv=None):
   labels = np.repeat(np.arange(args.tsne_classes), images.shape[1])
   reporting.plot_tsne({k: analysis.tsne_2d(np.asarray(v[shown]).reshape(-1, v.shape[-1]), args.seed)
                        for k, v in panels.items()}, labels,
-                      os.path.join(args.out, "tsne.png"), knn)
+                      os.path.join(out, "tsne.png"), knn)
   if arch == "anml":
     pick = rng.choice(own["gate"].shape[0], 3, replace=False)
     test_images = np.asarray(images[:, TRAIN_PER_CLASS:]).reshape((-1,) + images.shape[2:])
     names = ("pln_before_gate", "gate", "pln_after_gate")
     reporting.plot_sparsity(test_images[pick], {k: own[k][pick] for k in names},
                             {k: own[k].mean(0) for k in names},
-                            os.path.join(args.out, "sparsity.png"), args.rel)
+                            os.path.join(out, "sparsity.png"), args.rel)
     result["sparsity_images"] = pick.tolist()
-  with open(os.path.join(args.out, "analysis.json"), "w") as f:
-    json.dump(result, f, indent=2)
+  reporting.atomic_write(os.path.join(out, "analysis.json"), json.dumps(result, indent=2))
   print(json.dumps({k: result[k] for k in ("sparsity", "knn")}, indent=1))
-  print(f"wrote {args.out}")
-  return 0
+  print(f"wrote {out}")
 
 
 if __name__ == "__main__":

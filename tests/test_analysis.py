@@ -10,6 +10,7 @@ import numpy as np
 import analyze
 import train
 from anml_jax import analysis, gating
+from anml_jax.checkpointing import export_params
 from tests.conftest import smoke_args, tiny_anml
 
 
@@ -95,3 +96,25 @@ def test_analyze_py_smoke_writes_every_output(tmp_path):
   assert analyze.main(["--checkpoint", anml, "--oml_checkpoint", anml, "--out",
                        str(tmp_path / "x"), "--data_source=synthetic"]) == 1
   assert r["provenance"]["command"].startswith("python")
+
+
+def test_analyze_py_analyses_each_seed_and_never_replaces_a_record(tmp_path):
+  run, out = str(tmp_path / "run"), str(tmp_path / "an")
+  two_seeds = smoke_args(seed=3, seeds=2, steps=2, first_order=True)
+  assert train.main(["--workdir", run, *two_seeds]) == 0
+  flags = ["--data_source=synthetic", "--tsne_classes=4"]
+  assert analyze.main(["--checkpoint", run, "--out", out, *flags]) == 0
+  recs = {s: json.load(open(os.path.join(out, f"seed_{s}", "analysis.json"))) for s in (3, 4)}
+  assert [r["training_seed"] for r in recs.values()] == [3, 4]
+  # each seed's record is the analysis of that seed alone, exported
+  npz = str(tmp_path / "seed_4.npz")
+  export_params(run, npz, seed=4)
+  assert analyze.main(["--checkpoint", npz, "--out", str(tmp_path / "one"), *flags]) == 0
+  one = json.load(open(os.path.join(tmp_path, "one", "analysis.json")))
+  for k in ("pln_active_before_gate", "nm_active", "gate_mean"):
+    np.testing.assert_allclose(recs[4]["sparsity"][k], one["sparsity"][k], rtol=1e-5)
+  assert abs(recs[3]["sparsity"]["gate_mean"] - recs[4]["sparsity"]["gate_mean"]) > 1e-4
+  # a second analysis into the same folder is refused and changes nothing
+  before = open(os.path.join(out, "seed_4", "analysis.json")).read()
+  assert analyze.main(["--checkpoint", run, "--out", out, *flags]) == 1
+  assert open(os.path.join(out, "seed_4", "analysis.json")).read() == before
