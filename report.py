@@ -305,6 +305,10 @@ def _comparisons() -> list[tuple[Spec, Spec]]:
   adam = lambda name, match: Spec(name, match + _HEAD + _SEQ)
   asb = lambda zap: adam(f"ASB, {'zapping' if zap else 'no zapping'}",
                          _ASB + (("zap", "trajectory" if zap else "none"),))
+  asb_gaussian = lambda zap: Spec(
+      f"ASB, {'zapping' if zap else 'no zapping'}: shared-covariance Gaussian",
+      _ASB + (("zap", "trajectory" if zap else "none"), ("learner", "gaussian"),
+              ("features", "head_input")))
   anml = adam("ANML second order", _ANML[:4])
   pretrain = adam("pretrain, no zapping (the CPU runs)", _PRETRAIN[:3] + _cpu_pretrain())
   row = adam("pretrain, zapping every epoch (row std)", _zapped("row"))
@@ -328,9 +332,8 @@ def _comparisons() -> list[tuple[Spec, Spec]]:
       (anml, asb(True)),
       (anml, asb(False)),
       (asb(False), pretrain),
-      (Spec("ASB, no zapping: shared-covariance Gaussian",
-            _ASB + (("zap", "none"), ("learner", "gaussian"), ("features", "head_input"))),
-       heads(False, "gaussian")),
+      (asb_gaussian(True), asb_gaussian(False)),
+      (asb_gaussian(False), heads(False, "gaussian")),
       (adam("ANML first order, no reset", (("method", "anml"), ("steps", 20000),
                                             ("first_order", True), ("zap", "none"))),
        adam("ANML first order, its reset", (("method", "anml"), ("steps", 20000),
