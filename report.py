@@ -28,6 +28,8 @@ README_N = (10, 50, 100, 200, 400, 600)
 _DRAWER = (("split", "drawer"),)
 _ANML = (("method", "anml"), ("steps", 20000), ("first_order", False),
          ("zap", "trajectory"), *_DRAWER, ("finetune", "pln/head"), ("learner", "adam"))
+_ANML_FO = (("method", "anml"), ("steps", 20000), ("first_order", True), ("zap", "trajectory"),
+            *_DRAWER, ("finetune", "pln/head"))
 _ANML_FO_NORESET = (("method", "anml"), ("steps", 20000), ("first_order", True), ("zap", "none"),
                     *_DRAWER, ("finetune", "pln/head"))
 _OML = (("method", "oml"), ("steps", 20000), ("zap", "trajectory"), *_DRAWER,
@@ -51,8 +53,7 @@ MAIN = (
      _ANML + (("oracle", False),)),
     ("ours: ANML meta-trained first order (the released code's meta-gradient)",
      "ANML meta-trained first order (released code's meta-gradient)",
-     (("method", "anml"), ("steps", 20000), ("first_order", True), ("zap", "trajectory"),
-      *_DRAWER, ("oracle", False), ("finetune", "pln/head"), ("learner", "adam"))),
+     _ANML_FO + (("oracle", False), ("learner", "adam"))),
     ("ours: ANML i.i.d. oracle (upper bound)", "ANML oracle (i.i.d.)",
      _ANML + (("oracle", True),)),
     ("ours: OML (its PLN re-learnt)", "OML (PLN re-learnt)",
@@ -118,9 +119,7 @@ def _zapping_specs() -> list[Spec]:
         Spec(f"ASB, no zapping ({how})", _ASB + (("zap", "none"),) + relearnt + _SEQ),
         Spec(f"ASB, zapping ({how})", _ASB + (("zap", "trajectory"),) + relearnt + _SEQ),
         Spec(f"ANML second order, its reset ({how})", _ANML[:4] + relearnt + _SEQ),
-        Spec(f"ANML first order, its reset ({how})",
-             (("method", "anml"), ("steps", 20000), ("first_order", True),
-              ("zap", "trajectory")) + relearnt + _SEQ),
+        Spec(f"ANML first order, its reset ({how})", _ANML_FO[:4] + relearnt + _SEQ),
         Spec(f"ANML second order, no reset ({how})",
              (("method", "anml"), ("steps", 20000), ("first_order", False),
               ("zap", "none")) + relearnt + _SEQ),
@@ -189,6 +188,7 @@ def _heads_specs() -> list[Spec]:
        "features", _zapped("block", 4), "head_input"),
       ("pretrain on images moved up to 2 pixels, zapped every epoch, block std: features",
        _zapped("block", shift=2), "head_input"),
+      ("ANML first order, its reset: gated features", _ANML_FO, "head_input"),
       ("ANML first order, no reset: gated features", _ANML_FO_NORESET, "head_input"),
       ("ANML first order, no reset: NM output", _ANML_FO_NORESET, "context"),
       ("ASB with zapping: features", _ASB + (("zap", "trajectory"),), "head_input"),
@@ -224,14 +224,12 @@ COST_BENCH = os.path.join("bench", "results", "cpu_cost.json")
 def _cost_rows() -> list[tuple]:
   """(name, bench/cost.py case, spec of the Adam record or None, spec of its
   features under the closed-form heads)."""
-  fo = (("method", "anml"), ("steps", 20000), ("first_order", True))
   head = (("method", "streamhead"), ("gate", True), ("init", "anml_omniglot.npz"))
   rows = [
       ("ANML, second order, its reset", "anml", _ANML[:4], _ANML[:4]),
-      ("ANML, first order, its reset", "anml_first_order", fo + (("zap", "trajectory"),),
-       fo + (("zap", "trajectory"),)),
-      ("ANML, first order, no reset", "anml_first_order", fo + (("zap", "none"),),
-       fo + (("zap", "none"),)),
+      ("ANML, first order, its reset", "anml_first_order", _ANML_FO[:4], _ANML_FO[:4]),
+      ("ANML, first order, no reset", "anml_first_order", _ANML_FO_NORESET[:4],
+       _ANML_FO_NORESET[:4]),
       ("OML (PLN re-learnt)", "oml", _OML[:3] + (("finetune", "pln"),), _OML[:3]),
       ("ASB, no zapping", "asb", _ASB + (("zap", "none"),), _ASB + (("zap", "none"),)),
       ("ASB, zapping", "asb", _ASB + (("zap", "trajectory"),), _ASB + (("zap", "trajectory"),)),
@@ -313,8 +311,7 @@ def _comparisons() -> list[tuple[Spec, Spec]]:
   pretrain = adam("pretrain, no zapping (the CPU runs)", _PRETRAIN[:3] + _cpu_pretrain())
   row = adam("pretrain, zapping every epoch (row std)", _zapped("row"))
   return [
-      (anml, adam("ANML first order", (("method", "anml"), ("steps", 20000),
-                                        ("first_order", True), ("zap", "trajectory")))),
+      (anml, adam("ANML first order", _ANML_FO[:4])),
       (Spec("ANML, random split of the drawings", _ANML[:4] + _HEAD + (
           ("oracle", False), ("learner", "adam"), ("split", "random"))), anml),
       (heads(True, "prototype"), heads(False, "prototype")),
@@ -334,10 +331,8 @@ def _comparisons() -> list[tuple[Spec, Spec]]:
       (asb(False), pretrain),
       (asb_gaussian(True), asb_gaussian(False)),
       (asb_gaussian(False), heads(False, "gaussian")),
-      (adam("ANML first order, no reset", (("method", "anml"), ("steps", 20000),
-                                            ("first_order", True), ("zap", "none"))),
-       adam("ANML first order, its reset", (("method", "anml"), ("steps", 20000),
-                                             ("first_order", True), ("zap", "trajectory"))))]
+      (adam("ANML first order, no reset", _ANML_FO_NORESET[:4]),
+       adam("ANML first order, its reset", _ANML_FO[:4]))]
 
 
 def comparisons_table(entries, n: int = 600) -> str:
