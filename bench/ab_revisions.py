@@ -16,7 +16,6 @@ case's per-round times, and the per-round ratio BASE / working tree
 import argparse
 import ast
 import importlib
-import json
 import os
 import statistics
 import subprocess
@@ -25,6 +24,7 @@ import tempfile
 import time
 
 import jax
+import output
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -68,6 +68,7 @@ def main():
   p.add_argument("--rounds", type=int, default=6)
   p.add_argument("--out", default=None)
   args = p.parse_args()
+  output.claim(args.out)
   base_dir = tempfile.mkdtemp(prefix="anml_base_")
   archive = subprocess.run(["git", "-C", REPO, "archive", args.base, "anml_jax"],
                            capture_output=True, check=True).stdout
@@ -97,11 +98,10 @@ def main():
                             text=True).stdout.strip()
     head = git("rev-parse", "--short", "HEAD")
     dirty = bool(git("status", "--porcelain", "--", "anml_jax"))
-    with open(args.out, "w") as f:
-      json.dump({"base": args.base, "config": args.config, "tree_head": head,
-                 "tree_dirty": dirty, "rounds": args.rounds,
-                 "backend": jax.default_backend(), "cpu_count": os.cpu_count(),
-                 "jax": jax.__version__, "rows": rows}, f, indent=2)
+    output.save(args.out, {"base": args.base, "config": args.config, "tree_head": head,
+                           "tree_dirty": dirty, "rounds": args.rounds,
+                           "backend": jax.default_backend(), "cpu_count": os.cpu_count(),
+                           "jax": jax.__version__, "rows": rows})
 
 
 if __name__ == "__main__":

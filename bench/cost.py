@@ -44,6 +44,7 @@ def main():
   p.add_argument("--repeats", type=int, default=2)
   p.add_argument("--out", default=None)
   args = p.parse_args()
+  output.claim(args.out)
   rate = flops.matmul_rate()
   print(f"dense float32 matmul (2048^3): {rate / 1e9:.1f} GFLOP/s", flush=True)
   rows = []

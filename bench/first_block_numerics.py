@@ -11,12 +11,13 @@ instance norm), each in float32, against the 'xla' path in float64.
 data needed).
 """
 import argparse
-import json
 
 import jax
 import jax.numpy as jnp
 
 jax.config.update("jax_enable_x64", True)
+
+import output  # noqa: E402  (it imports anml_jax: after x64 is on)
 
 from anml_jax import checkpointing, data, models  # noqa: E402
 
@@ -30,6 +31,7 @@ def main():
   p.add_argument("--synthetic", action="store_true")
   p.add_argument("--out", default=None)
   args = p.parse_args()
+  output.claim(args.out)
   if args.synthetic:
     params = jax.tree.map(lambda a: a.astype(jnp.float32),
                           models.make_anml().init(jax.random.key(0)))
@@ -53,9 +55,8 @@ def main():
       print(f"{name:12s} {impl:6s} float32 max |error| vs float64 {err:.2e} "
             f"(largest |value| {rows[-1]['max_abs_value']:.2e})")
   if args.out:
-    with open(args.out, "w") as fh:
-      json.dump({"images": int(x.shape[0]), "synthetic": args.synthetic,
-                 "params": None if args.synthetic else args.params, "rows": rows}, fh, indent=2)
+    output.save(args.out, {"images": int(x.shape[0]), "synthetic": args.synthetic,
+                           "params": None if args.synthetic else args.params, "rows": rows})
 
 
 if __name__ == "__main__":

@@ -43,6 +43,7 @@ def main():
   p.add_argument("--reps", type=int, default=2)
   p.add_argument("--out", default=None)
   args = p.parse_args()
+  output.claim(args.out)
   n, d, k = args.classes, args.dim, 15
   rng = np.random.default_rng(0)
   feats = jnp.asarray(rng.random((n, 20, d), np.float32))

@@ -8,8 +8,9 @@ Writes OUT.json (both runs' loss, inner loss and accuracy at every logged
 step, and the relative differences) and OUT.png.
 """
 import argparse
-import json
 import os
+
+import output
 
 from anml_jax import reporting
 
@@ -23,6 +24,7 @@ def main():
   p.add_argument("--labels", nargs=2, default=None)
   p.add_argument("--out", required=True, help="path without extension")
   args = p.parse_args()
+  output.claim(args.out + ".json", args.out + ".png")
   labels = args.labels or args.runs
   paths = [os.path.join(r, "metrics.jsonl") for r in args.runs]
   a, b = (reporting.read_metrics(path) for path in paths)
@@ -41,8 +43,7 @@ def main():
   out = {"labels": labels, "runs": args.runs, "rows": rows,
          "max_rel_diff": {k: max(r[f"{k}_rel_diff"] for r in rows) for k in KEYS}}
   print("largest relative difference:", out["max_rel_diff"])
-  with open(args.out + ".json", "w") as f:
-    json.dump(out, f, indent=2)
+  output.save(args.out + ".json", out)
   reporting.plot_training(dict(zip(labels, paths)), args.out + ".png")
 
 

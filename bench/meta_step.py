@@ -88,6 +88,7 @@ def main():
   p.add_argument("--matmul-n", type=int, default=2048)
   p.add_argument("--out", default=None)
   args = p.parse_args()
+  output.claim(args.out)
   rate = flops.matmul_rate(args.matmul_n)
   print(f"dense float32 matmul ({args.matmul_n}^3): {rate / 1e9:.1f} GFLOP/s", flush=True)
   rows = []

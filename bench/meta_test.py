@@ -50,6 +50,7 @@ def main():
   p.add_argument("--compile-only", action="store_true")
   p.add_argument("--out", default=None)
   args = p.parse_args()
+  output.claim(args.out)
 
   cfg = configs.get_config("default", args.method)
   net = methods.network(cfg)

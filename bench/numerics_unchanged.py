@@ -14,7 +14,6 @@ must not change the numbers (the training step built from parts).
 import argparse
 import ast
 import importlib
-import json
 import os
 import subprocess
 import sys
@@ -85,6 +84,8 @@ def main():
   a = p.parse_args()
   if a.worker:
     return worker(a.worker, a.cases, a.steps, a.npz)
+  import output  # here, not above: a worker must import anml_jax from its revision only
+  output.claim(a.out)
   if not a.base:
     p.error("give the BASE revision")
   with tempfile.TemporaryDirectory() as tmp:
@@ -113,8 +114,7 @@ def main():
                              "max_abs_diff": diff, "max_abs_param": moved}
     print(f"{case:40s} leaves {len(keys):3d}  bitwise equal: {equal}  max |diff| {diff:.3g}")
   if a.out:
-    with open(a.out, "w") as f:
-      json.dump(report, f, indent=2)
+    output.save(a.out, report)
   if not all(c["bitwise_equal"] for c in report["cases"].values()):
     raise SystemExit(1)
 

@@ -1,20 +1,36 @@
-"""A benchmark's JSON: its figures, what it ran on and the command that made it."""
+"""A benchmark's JSON: its figures, what it ran on and the command that made
+it. A written JSON is a record: no benchmark replaces one (:func:`claim`)."""
 import json
 import os
 import sys
 
-from anml_jax import provenance
+from anml_jax import provenance, reporting
+
+
+def claim(*paths: str | None) -> None:
+  """Exits with a one-line message when one of ``paths`` exists, so a script
+  calls it before it measures anything; None (no file asked for) passes."""
+  for path in paths:
+    if path and os.path.exists(path):
+      raise SystemExit(f"{path} already exists: a benchmark's output is a record and "
+                       "is never replaced; give another --out. Nothing was measured.")
+
+
+def save(path: str, obj: dict) -> None:
+  """``obj`` as JSON at ``path``, written atomically; refused (:func:`claim`)
+  where ``path`` exists."""
+  claim(path)
+  reporting.atomic_write(path, json.dumps(obj, indent=2) + "\n")
+  print(f"wrote {path}")
 
 
 def write(path: str | None, figures: dict) -> dict:
   """``figures`` with the machine (:func:`provenance.machine`) and the command
-  line (:func:`provenance.record`) added; written as JSON to ``path`` when
-  one is given. Returns what it wrote."""
+  line (:func:`provenance.record`) added; saved (:func:`save`) to ``path``
+  when one is given. Returns what it wrote."""
   script = os.path.join("bench", os.path.basename(sys.argv[0]))
   out = {**provenance.machine(), **figures,
          "provenance": provenance.record([script, *sys.argv[1:]])}
   if path:
-    with open(path, "w") as f:
-      json.dump(out, f, indent=2)
-    print(f"wrote {path}")
+    save(path, out)
   return out

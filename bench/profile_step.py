@@ -22,6 +22,7 @@ import tempfile
 
 import jax
 import jax.numpy as jnp
+import output
 
 from anml_jax import configs, data, meta, methods
 
@@ -60,6 +61,7 @@ def main():
   p.add_argument("--trace-dir", default=None)
   p.add_argument("--out", default=None)
   args = p.parse_args()
+  output.claim(args.out)
   cfg = configs.get_config(args.config)
   for kv in args.set:
     key, value = kv.split("=", 1)
@@ -90,10 +92,9 @@ def main():
   for r in rows[:args.top]:
     print(f"{r['ms_per_step']:9.1f} ms {100 * r['share']:5.1f} %  {r['op_kind']}")
   if args.out:
-    with open(args.out, "w") as f:
-      json.dump({"backend": jax.default_backend(), "device": jax.devices()[0].device_kind,
-                 "jax": jax.__version__, "config": args.config, "steps": args.steps,
-                 "rows": rows}, f, indent=2)
+    output.save(args.out, {"backend": jax.default_backend(),
+                           "device": jax.devices()[0].device_kind, "jax": jax.__version__,
+                           "config": args.config, "steps": args.steps, "rows": rows})
 
 
 if __name__ == "__main__":

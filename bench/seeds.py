@@ -164,6 +164,7 @@ def main():
   p.add_argument("--out", default=None)
   p.add_argument("--worker", nargs=2, metavar=("GO", "OUT"), help=argparse.SUPPRESS)
   args = p.parse_args()
+  output.claim(args.out)
   name = f"{args.config}:{args.method}"
   if args.worker:
     return worker(*args.worker, name, args.seeds[0], args.steps, args.repeats, args.set)

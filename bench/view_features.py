@@ -32,6 +32,7 @@ def main():
   p.add_argument("--which", default="head_input", choices=("head_input", "context"))
   p.add_argument("--out", default=None)
   args = p.parse_args()
+  output.claim(args.out)
   net = methods.network(configs.get_config())
   params = net.init(jax.random.key(0))
   images = jax.numpy.asarray(np.random.default_rng(0).random(

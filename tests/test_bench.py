@@ -1,5 +1,6 @@
 """The benchmark scripts run and write their JSON (tiny sizes; no timing is
 asserted: speed figures live in bench/README.md)."""
+import glob
 import json
 import os
 import re
@@ -18,6 +19,34 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def _run(script, *args):
   subprocess.run([sys.executable, os.path.join(ROOT, "bench", script), *args],
                  check=True, cwd=ROOT, capture_output=True, text=True)
+
+
+# Every script with --out, and the positional arguments it needs before it
+# gets that far (none are read before the refusal).
+WRITERS = {os.path.basename(f): {"ab_revisions.py": ["HEAD"], "numerics_unchanged.py": ["HEAD"],
+                                 "loss_curves.py": ["run_a", "run_b"]}.get(os.path.basename(f), [])
+           for f in sorted(glob.glob(os.path.join(ROOT, "bench", "*.py")))
+           if '"--out"' in open(f).read()}
+
+
+def test_every_benchmark_with_an_out_flag_is_listed():
+  assert len(WRITERS) >= 11 and "cost.py" in WRITERS
+
+
+@pytest.mark.parametrize("script", sorted(WRITERS))
+def test_benchmark_refuses_an_existing_out_before_measuring(tmp_path, script):
+  """A committed JSON is a record: a second run to the same path is a
+  one-line error and the file keeps its bytes."""
+  out = tmp_path / "kept"
+  target = tmp_path / "kept.json" if script == "loss_curves.py" else out   # --out is a prefix there
+  target.write_text('{"figure": 1}\n')
+  res = subprocess.run([sys.executable, os.path.join(ROOT, "bench", script), *WRITERS[script],
+                        "--out", str(out)], cwd=ROOT, capture_output=True, text=True)
+  assert res.returncode != 0
+  assert res.stderr.strip().splitlines()[-1] == (
+      f"{target} already exists: a benchmark's output is a record and is never replaced; "
+      "give another --out. Nothing was measured.")
+  assert target.read_text() == '{"figure": 1}\n'
 
 
 def test_meta_step_benchmark_reports_the_floor(tmp_path):
@@ -70,6 +99,7 @@ def test_meta_test_benchmark_counts_stream_steps(tmp_path):
   assert row["stream_steps"] == 2 * 2 * 15 * 3
   assert row["xla_temp_bytes"] > 0 and 0 <= row["test_acc_mean"] <= 1
   assert (row["path"], row["network"]) == ("features", "anml/head")
+  out = tmp_path / "meta_test_network.json"
   _run("meta_test.py", "--classes", "3", "--class-pool", "5", "--runs", "1", "--lrs", "1",
        "--path", "network", "--out", str(out))
   row = json.loads(out.read_text())["rows"][0]
