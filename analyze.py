@@ -80,34 +80,40 @@ def define(fv, argv):
   cli.define_data_flags(fv)
 
 
+def run(args, argv) -> None:
+  """Analyses the checkpoint the parsed flags ``args`` name into ``args.out``."""
+  cfg, net, params, step = checkpointing.load_run(args.checkpoint)
+  # A run of several seeds: each seed is its own record, in OUT/seed_S.
+  seeds = meta.split_seeds(cfg, params)
+  jobs = [(c, p, args.out if len(seeds) == 1 else os.path.join(args.out, f"seed_{c.seed}"))
+          for c, p in seeds]
+  for _, _, out in jobs:
+    if os.path.exists(os.path.join(out, "analysis.json")):
+      raise cli.UsageError(f"{out} already holds an analysis (analysis.json); give "
+                           "another --out. Nothing was changed.")
+  oml = None
+  if args.oml_checkpoint:
+    oml = checkpointing.load_run(args.oml_checkpoint, "oml")
+  dataset = cli.load_dataset(args)
+  pool = dataset.evaluation.shape[0]
+  n = args.classes or pool
+  if not args.tsne_classes <= n <= pool:
+    raise ValueError(f"--classes={n} must lie between --tsne_classes="
+                     f"{args.tsne_classes} and the {pool} evaluation classes")
+  for c, p, out in jobs:
+    analyze_one(args, argv, dataset, n, c, net, p, step, oml, out)
+
+
 def main(argv=None):
   argv = sys.argv[1:] if argv is None else list(argv)
   try:
     args = cli.parse("analyze.py", argv, __doc__, define, required=("checkpoint", "out"))
     if args is None:
       return 0
-    cfg, net, params, step = checkpointing.load_run(args.checkpoint)
-    # A run of several seeds: each seed is its own record, in OUT/seed_S.
-    seeds = meta.split_seeds(cfg, params)
-    jobs = [(c, p, args.out if len(seeds) == 1 else os.path.join(args.out, f"seed_{c.seed}"))
-            for c, p in seeds]
-    for _, _, out in jobs:
-      if os.path.exists(os.path.join(out, "analysis.json")):
-        raise cli.UsageError(f"{out} already holds an analysis (analysis.json); give "
-                             "another --out. Nothing was changed.")
-    oml = None
-    if args.oml_checkpoint:
-      oml = checkpointing.load_run(args.oml_checkpoint, "oml")
-    dataset = cli.load_dataset(args)
-    pool = dataset.evaluation.shape[0]
-    n = args.classes or pool
-    if not args.tsne_classes <= n <= pool:
-      raise ValueError(f"--classes={n} must lie between --tsne_classes="
-                       f"{args.tsne_classes} and the {pool} evaluation classes")
+    with cli.exclusive(args.out, "analyze.py"):    # one process at a time in a record
+      run(args, argv)
   except (ValueError, data.DataError, checkpointing.CheckpointError) as e:
     return cli.fail(e)
-  for c, p, out in jobs:
-    analyze_one(args, argv, dataset, n, c, net, p, step, oml, out)
   return 0
 
 

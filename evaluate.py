@@ -155,6 +155,60 @@ def check_resumable(done: dict, out: str, now: dict) -> None:
           "--out. Nothing was changed.")
 
 
+def run(fv, argv) -> int:
+  """Evaluates (or, with --compare / --merge, combines) what the parsed
+  flags ``fv`` name into ``fv.out``; returns the exit status."""
+  if fv.compare or fv.merge:
+    return combine(fv)
+  configs.validate_eval(fv.eval_config)
+  if fv.config is not None:
+    cfg = fv.config
+    if methods.get(cfg.method).trained:
+      raise cli.UsageError(f"--config describes the {cfg.method} method, which is "
+                           "trained: evaluate a run of it with --checkpoint")
+    net = methods.network(cfg)
+    params, step = net.init(jax.random.key(cfg.seed)), 0
+  else:
+    cfg, net, params, step = checkpointing.load_run(fv.checkpoint, fv.method)
+  # A run of several seeds: each seed is its own record, in OUT/seed_S.
+  seeds = meta.split_seeds(cfg, params)
+  jobs = [(c, p, fv.out if len(seeds) == 1 else os.path.join(fv.out, f"seed_{c.seed}"))
+          for c, p in seeds]
+  begun = [r for r in map(reporting.read_results, (o for _, _, o in jobs)) if r]
+  jobs = [(c, p, out, existing_record(fv, out, len(jobs) > 1 and bool(begun)))
+          for c, p, out in jobs]
+  sha = None if fv.checkpoint is None else checkpointing.fingerprint(fv.checkpoint)
+  dataset = cli.load_dataset(fv)
+  mesh = (sharding.make_mesh() if fv.shard == "auto" and jax.device_count() > 1
+          else None)
+  for cfg, params, out, done in jobs:
+    ecfg = fv.eval_config
+    # --resume alone keeps the record's protocol (a seed not yet begun: its
+    # sibling's, so that the seeds of one run share one protocol)
+    if fv.resume and not (fv["eval_config"].present or cli.overrides(fv, "eval_config")):
+      ecfg = configs.eval_from_dict((done or begun[0])["protocol"])
+    ecfg.class_pool = min(ecfg.class_pool, dataset.evaluation.shape[0])
+    ecfg.search_pool = min(ecfg.search_pool, dataset.background.shape[0])
+    configs.validate_eval(ecfg)
+    source = {"checkpoint": fv.checkpoint, "checkpoint_sha256": sha,
+              "checkpoint_step": step, "model_config": cfg.to_dict(),
+              "provenance": provenance.record(["evaluate.py", *argv])}
+    if done is not None:
+      check_resumable(done, out, {
+          **source, "method": cfg.method, "oracle": bool(ecfg.oracle),
+          "finetune": list(evaluation.relearnt(cfg.method, net, ecfg)),
+          "protocol": ecfg.to_dict()})
+      if set(ecfg.schedule) <= {r["classes"] for r in done["per_n"]}:
+        print(f"{out}: every N of the schedule is finished; nothing to resume")
+        continue
+    results = evaluation.meta_test(
+        cfg.method, net, params, dataset, ecfg, mesh=mesh, source=source, done=done,
+        on_update=lambda r, out=out: reporting.write_results(out, r))
+    print(reporting.write_report(out, [results]))
+    print(f"wrote {out}")
+  return 0
+
+
 def main(argv=None):
   argv = sys.argv[1:] if argv is None else list(argv)
   try:
@@ -165,57 +219,10 @@ def main(argv=None):
     if len(given) != 1:
       raise cli.UsageError("give exactly one of --checkpoint, --config, --compare, "
                            f"--merge (got {', '.join('--' + s for s in given) or 'none'})")
-    if fv.compare or fv.merge:
-      return combine(fv)
-    configs.validate_eval(fv.eval_config)
-    if fv.config is not None:
-      cfg = fv.config
-      if methods.get(cfg.method).trained:
-        raise cli.UsageError(f"--config describes the {cfg.method} method, which is "
-                             "trained: evaluate a run of it with --checkpoint")
-      net = methods.network(cfg)
-      params, step = net.init(jax.random.key(cfg.seed)), 0
-    else:
-      cfg, net, params, step = checkpointing.load_run(fv.checkpoint, fv.method)
-    # A run of several seeds: each seed is its own record, in OUT/seed_S.
-    seeds = meta.split_seeds(cfg, params)
-    jobs = [(c, p, fv.out if len(seeds) == 1 else os.path.join(fv.out, f"seed_{c.seed}"))
-            for c, p in seeds]
-    begun = [r for r in map(reporting.read_results, (o for _, _, o in jobs)) if r]
-    jobs = [(c, p, out, existing_record(fv, out, len(jobs) > 1 and bool(begun)))
-            for c, p, out in jobs]
-    sha = None if fv.checkpoint is None else checkpointing.fingerprint(fv.checkpoint)
-    dataset = cli.load_dataset(fv)
-    mesh = (sharding.make_mesh() if fv.shard == "auto" and jax.device_count() > 1
-            else None)
-    for cfg, params, out, done in jobs:
-      ecfg = fv.eval_config
-      # --resume alone keeps the record's protocol (a seed not yet begun: its
-      # sibling's, so that the seeds of one run share one protocol)
-      if fv.resume and not (fv["eval_config"].present or cli.overrides(fv, "eval_config")):
-        ecfg = configs.eval_from_dict((done or begun[0])["protocol"])
-      ecfg.class_pool = min(ecfg.class_pool, dataset.evaluation.shape[0])
-      ecfg.search_pool = min(ecfg.search_pool, dataset.background.shape[0])
-      configs.validate_eval(ecfg)
-      source = {"checkpoint": fv.checkpoint, "checkpoint_sha256": sha,
-                "checkpoint_step": step, "model_config": cfg.to_dict(),
-                "provenance": provenance.record(["evaluate.py", *argv])}
-      if done is not None:
-        check_resumable(done, out, {
-            **source, "method": cfg.method, "oracle": bool(ecfg.oracle),
-            "finetune": list(evaluation.relearnt(cfg.method, net, ecfg)),
-            "protocol": ecfg.to_dict()})
-        if set(ecfg.schedule) <= {r["classes"] for r in done["per_n"]}:
-          print(f"{out}: every N of the schedule is finished; nothing to resume")
-          continue
-      results = evaluation.meta_test(
-          cfg.method, net, params, dataset, ecfg, mesh=mesh, source=source, done=done,
-          on_update=lambda r, out=out: reporting.write_results(out, r))
-      print(reporting.write_report(out, [results]))
-      print(f"wrote {out}")
+    with cli.exclusive(fv.out, "evaluate.py"):    # one process at a time in a record
+      return run(fv, argv)
   except (ValueError, data.DataError, checkpointing.CheckpointError) as e:
     return cli.fail(e)
-  return 0
 
 
 if __name__ == "__main__":

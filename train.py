@@ -62,6 +62,19 @@ def run_config(fv):
   return cfg
 
 
+def run(fv, argv):
+  """Trains the run the parsed flags ``fv`` describe."""
+  cfg = run_config(fv)
+  configs.validate(cfg)
+  configs.fits_drawings(cfg, data.DRAWINGS)   # Omniglot's (and its stand-in's), before loading
+  images = cli.load_dataset(fv, raw=True).background   # uint8 on the device
+  training.train(cfg, fv.workdir, images, resume=fv.resume, progress=fv.progress,
+                 provenance=provenance.record(["train.py", *argv]))
+  if jax.process_index() == 0:
+    reporting.plot_training(os.path.join(fv.workdir, "metrics.jsonl"),
+                            os.path.join(fv.workdir, "meta_training.png"))
+
+
 def main(argv=None):
   argv = sys.argv[1:] if argv is None else list(argv)
   try:
@@ -70,15 +83,11 @@ def main(argv=None):
       return 0
     if fv.distributed:
       sharding.initialize_distributed(fv.coordinator, fv.num_processes, fv.process_id)
-    cfg = run_config(fv)
-    configs.validate(cfg)
-    configs.fits_drawings(cfg, data.DRAWINGS)   # Omniglot's (and its stand-in's), before loading
-    images = cli.load_dataset(fv, raw=True).background   # uint8 on the device
-    training.train(cfg, fv.workdir, images, resume=fv.resume, progress=fv.progress,
-                   provenance=provenance.record(["train.py", *argv]))
-    if jax.process_index() == 0:
-      reporting.plot_training(os.path.join(fv.workdir, "metrics.jsonl"),
-                              os.path.join(fv.workdir, "meta_training.png"))
+    if jax.process_index() == 0:    # one process at a time in a workdir
+      with cli.exclusive(fv.workdir, "train.py"):
+        run(fv, argv)
+    else:
+      run(fv, argv)
   except (ValueError, FileExistsError, data.DataError, checkpointing.CheckpointError,
           training.TrainingDiverged) as e:
     return cli.fail(e)

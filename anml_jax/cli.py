@@ -7,9 +7,11 @@ Flags are absl's; configs are ml_collections config files (``configs/*.py``,
 :class:`absl.flags.FlagValues`, so ``main(argv)`` can run many times in one
 process (the tests do).
 """
+import contextlib
+import fcntl
 import os
 import sys
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 from absl import flags
 from ml_collections import config_flags
@@ -98,6 +100,53 @@ def load_dataset(fv: flags.FlagValues, raw: bool = False) -> data.ClassSplit:
     return data.synthetic(raw=raw)
   return data.load_omniglot(fv.omniglot_dir, source=fv.data_source,
                             cache_dir=fv.cache_dir, raw=raw)
+
+
+LOCK_FILE = ".lock"
+
+
+@contextlib.contextmanager
+def exclusive(folder: str, program: str) -> Iterator[None]:
+  """Holds ``folder`` (a run's workdir, an evaluation's --out) for this
+  process for the block, so two commands never write one run or record at
+  once: its file ``.lock``, locked with ``flock``, which the system releases
+  when the process ends however it ends (SIGKILL too). A second process that
+  asks meanwhile gets a :class:`UsageError` naming the holder (``program``
+  and pid, which the lock file holds), before
+  it has read or written anything there. The lock file goes on release; a
+  folder created here that is still empty then goes too (a command that
+  failed leaves nothing behind)."""
+  created = not os.path.isdir(folder)
+  path = os.path.join(folder, LOCK_FILE)
+  while True:
+    os.makedirs(folder, exist_ok=True)
+    f = open(path, "a+")
+    try:
+      fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      f.seek(0)
+      pid, _, holder = f.read().strip().partition(" ")
+      f.close()
+      raise UsageError(f"{folder} is in use by another process ({holder or 'a command'}, "
+                       f"pid {pid or 'unknown'}); wait for it to end or stop it, or give "
+                       "another folder. Nothing was changed.") from None
+    try:     # the holder before us may have removed the file as it let go
+      if os.stat(path).st_ino == os.fstat(f.fileno()).st_ino:
+        break
+    except FileNotFoundError:
+      pass
+    f.close()
+  f.seek(0)
+  f.truncate()
+  f.write(f"{os.getpid()} {program}\n")
+  f.flush()
+  try:
+    yield
+  finally:
+    os.remove(path)
+    if created and not os.listdir(folder):
+      os.rmdir(folder)
+    f.close()
 
 
 def fail(message) -> int:

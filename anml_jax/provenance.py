@@ -30,16 +30,31 @@ def _version(name: str) -> str | None:
     return None
 
 
-def cpu_model() -> str:
-  """The CPU's model name (Linux /proc/cpuinfo), else the platform's word."""
-  try:
-    with open("/proc/cpuinfo") as f:
-      for line in f:
-        if line.startswith("model name"):
-          return line.split(":", 1)[1].strip()
-  except OSError:
-    pass
-  return platform.processor() or platform.machine()
+def cpu_model(cpuinfo: str | None = None) -> str:
+  """The CPU's model name, family, model and widest vector extension from
+  Linux's /proc/cpuinfo (or ``cpuinfo``, its text), e.g. "AMD EPYC (family
+  26, model 2, avx512f)": a hypervisor may show every host as "AMD EPYC", and
+  the rest tells two of them apart. Elsewhere the platform's word."""
+  if cpuinfo is None:
+    try:
+      with open("/proc/cpuinfo") as f:
+        cpuinfo = f.read()
+    except OSError:
+      return platform.processor() or platform.machine()
+  fields = {}
+  for line in cpuinfo.splitlines():
+    if not line.strip():
+      break                                    # the first processor is enough
+    key, _, value = line.partition(":")
+    fields.setdefault(key.strip(), value.strip())
+  if "model name" not in fields:
+    return platform.processor() or platform.machine()
+  flags = fields.get("flags", "").split()
+  simd = next((f for f in ("avx512f", "avx2", "avx", "sse2", "asimd") if f in flags), None)
+  extra = [f"family {fields['cpu family']}" if "cpu family" in fields else None,
+           f"model {fields['model']}" if "model" in fields else None, simd]
+  extra = ", ".join(e for e in extra if e)
+  return fields["model name"] + (f" ({extra})" if extra else "")
 
 
 def machine() -> dict:

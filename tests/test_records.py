@@ -2,6 +2,7 @@
 work resumes, and bad files are one-line errors naming them."""
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -10,9 +11,10 @@ import time
 import numpy as np
 import pytest
 
+import analyze
 import evaluate
 import train
-from anml_jax import checkpointing, reporting
+from anml_jax import checkpointing, cli, provenance, reporting
 from tests.conftest import CONFIGS, SYNTHETIC, smoke_args
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -81,10 +83,53 @@ def test_resume_without_a_record_is_an_error_and_writes_nothing(tmp_path, capsys
   _one_line_error(capsys, "holds no results.json", "drop --resume")
   assert train.main(["--workdir", missing, "--resume", *SYNTHETIC]) == 1
   _one_line_error(capsys, "holds no run to continue")
+  assert not os.path.exists(missing)
   os.makedirs(missing)
   assert train.main(["--workdir", missing, "--resume", *SYNTHETIC]) == 1
   _one_line_error(capsys, "holds no run to continue")
   assert os.listdir(missing) == []
+
+
+def test_a_folder_in_use_is_refused_by_every_command_until_its_holder_ends(tmp_path, capsys):
+  """Two commands never write one run or record at once: while another
+  process holds a folder, train.py, evaluate.py and analyze.py refuse it in
+  one line naming the holder and write nothing; a holder killed with SIGKILL
+  lets it go (the lock is the system's, not a file left behind)."""
+  out = str(tmp_path / "busy")
+  holder = subprocess.Popen(
+      [sys.executable, "-c", "import sys, time\nfrom anml_jax import cli\n"
+       "with cli.exclusive(sys.argv[1], 'evaluate.py'):\n  print('held', flush=True)\n"
+       "  time.sleep(120)\n", out], cwd=REPO, stdout=subprocess.PIPE, text=True)
+  try:
+    assert holder.stdout.readline().strip() == "held"
+    busy = f"{out} is in use by another process (evaluate.py, pid {holder.pid})"
+    evaluation = [*SCRATCH, "--eval_config.schedule=(3,)", "--out", out]
+    assert evaluate.main(evaluation) == 1
+    _one_line_error(capsys, busy)
+    assert train.main(["--workdir", out, "--resume", *SYNTHETIC]) == 1
+    _one_line_error(capsys, busy)
+    assert analyze.main(["--checkpoint", str(tmp_path / "none"), "--out", out]) == 1
+    _one_line_error(capsys, busy)
+    assert os.listdir(out) == [".lock"]
+  finally:
+    holder.kill()
+    holder.wait()
+  assert evaluate.main(evaluation) == 0
+  assert "results.json" in os.listdir(out) and ".lock" not in os.listdir(out)
+
+
+def test_exclusive_takes_a_free_folder_and_leaves_no_trace(tmp_path):
+  new, old = str(tmp_path / "new"), str(tmp_path / "old")
+  os.makedirs(old)
+  for folder in (new, old):
+    with cli.exclusive(folder, "train.py"):
+      assert open(os.path.join(folder, ".lock")).read() == f"{os.getpid()} train.py\n"
+      busy = re.escape(f"in use by another process (train.py, pid {os.getpid()})")
+      with pytest.raises(cli.UsageError, match=busy):
+        with cli.exclusive(folder, "train.py"):
+          pass
+  assert not os.path.exists(new)        # created here and left empty: gone
+  assert os.listdir(old) == []          # there before: kept, without the lock file
 
 
 def test_a_write_that_fails_leaves_the_old_record_whole(tmp_path, monkeypatch):
@@ -182,3 +227,15 @@ def test_an_evaluation_killed_mid_way_resumes_without_recomputing(tmp_path):
   assert [e["forgetting"] for e in resumed["earlier"]] == [
       e["forgetting"] for e in uninterrupted["earlier"]]
   assert {"forgetting": before["forgetting"], "seconds": before["seconds"]} in resumed["earlier"]
+
+
+def test_cpu_model_tells_apart_hosts_a_hypervisor_names_alike():
+  """Benchmarks and records name their CPU; "AMD EPYC" alone named a host
+  with 6x the matmul rate of another (bench/README.md)."""
+  zen = ("processor\t: 0\nmodel name\t: AMD EPYC\ncpu family\t: {}\nmodel\t\t: {}\n"
+         "flags\t\t: {}\n\nprocessor\t: 1\nmodel name\t: other\n")
+  new = provenance.cpu_model(zen.format(26, 2, "fpu avx2 avx512f"))
+  old = provenance.cpu_model(zen.format(23, 49, "fpu avx avx2"))
+  assert new == "AMD EPYC (family 26, model 2, avx512f)"
+  assert old == "AMD EPYC (family 23, model 49, avx2)"
+  assert provenance.cpu_model("processor\t: 0\nCPU implementer\t: 0x41\n")   # no model name
