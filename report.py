@@ -218,7 +218,7 @@ _VIEWS = [((), "")] + [((("views", v),), f", {v} views (one-pixel moves)")
                        for v in data.VIEW_SHIFTS if v > 1]
 # A case whose run starts from another's: {case: (that case, how the table names it)}.
 _STARTS_FROM = {"streamhead": ("anml", "ANML's")}
-COST_BENCH = os.path.join("bench", "results", "cpu_cost.json")
+COST_BENCH = os.path.join("bench", "results", "cpu_cost_2026-12-02.json")
 
 
 def _cost_rows() -> list[tuple]:
@@ -250,7 +250,7 @@ def _cost_rows() -> list[tuple]:
 
 def cost_table(entries, bench: dict | None) -> str:
   """Markdown: each method's training cost on one machine
-  (bench/results/cpu_cost.json) beside its test accuracy at 600 classes with
+  (:data:`COST_BENCH`) beside its test accuracy at 600 classes with
   Adam (the paper's learner) and with its best one-pass closed-form head."""
   cases = {r["case"]: r for r in (bench or {}).get("rows", [])}
   marks = store.Marks()
