@@ -69,12 +69,12 @@ def main():
   p.add_argument("--out", default=None)
   args = p.parse_args()
   output.claim(args.out)
-  base_dir = tempfile.mkdtemp(prefix="anml_base_")
   archive = subprocess.run(["git", "-C", REPO, "archive", args.base, "anml_jax"],
                            capture_output=True, check=True).stdout
-  subprocess.run(["tar", "-x", "-C", base_dir], input=archive, check=True)
-  runs = {"base": compile_cases(base_dir, args.config, args.cases),
-          "tree": compile_cases(REPO, args.config, args.cases)}
+  with tempfile.TemporaryDirectory(prefix="anml_base_") as base_dir:   # compiled, then gone
+    subprocess.run(["tar", "-x", "-C", base_dir], input=archive, check=True)
+    runs = {"base": compile_cases(base_dir, args.config, args.cases),
+            "tree": compile_cases(REPO, args.config, args.cases)}
   times = {(rev, c): [] for rev in runs for c in args.cases}
   for _ in range(args.rounds):
     for (rev, case), ts in times.items():

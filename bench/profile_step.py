@@ -58,7 +58,9 @@ def main():
                  help="one row per XLA op (e.g. copy_bitcast_fusion.12) instead of per kind")
   p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                  help="config overrides, e.g. low_rank_head=False first_order=True")
-  p.add_argument("--trace-dir", default=None)
+  p.add_argument("--trace-dir", default=None,
+                 help="keep the Perfetto trace there (default: a temporary folder, "
+                      "removed at exit)")
   p.add_argument("--out", default=None)
   args = p.parse_args()
   output.claim(args.out)
@@ -73,7 +75,8 @@ def main():
   chunk = jax.jit(meta.make_train_chunk(methods.get(cfg.method).make_step(cfg, net), args.steps))
   state, m = chunk(state, imgs)
   jax.block_until_ready(m)
-  trace_dir = args.trace_dir or tempfile.mkdtemp(prefix="anml_trace_")
+  scratch = None if args.trace_dir else tempfile.TemporaryDirectory(prefix="anml_trace_")
+  trace_dir = args.trace_dir or scratch.name
   jax.profiler.start_trace(trace_dir, create_perfetto_trace=True)
   state, m = chunk(state, imgs)
   jax.block_until_ready(m)
