@@ -112,10 +112,10 @@ def exclusive(folder: str, program: str) -> Iterator[None]:
   once: its file ``.lock``, locked with ``flock``, which the system releases
   when the process ends however it ends (SIGKILL too). A second process that
   asks meanwhile gets a :class:`UsageError` naming the holder (``program``
-  and pid, which the lock file holds), before
-  it has read or written anything there. The lock file goes on release; a
-  folder created here that is still empty then goes too (a command that
-  failed leaves nothing behind)."""
+  and pid, which the lock file holds) before it has read or written anything
+  there. The lock file goes on release (a killed holder's stays, unlocked,
+  and the next holder takes it); a folder created here that is still empty
+  then goes too (a command that failed leaves nothing behind)."""
   created = not os.path.isdir(folder)
   path = os.path.join(folder, LOCK_FILE)
   while True:
