@@ -184,7 +184,7 @@ def main():
       # Written after every case, so a run stopped at a time limit keeps those done.
       output.write(args.out, {"config": args.config, "method": args.method,
                               "set": args.set, "steps": args.steps,
-                              "repeats": args.repeats, "rows": rows})
+                              "repeats": args.repeats, "rows": rows}, again=len(rows) > 1)
 
 
 if __name__ == "__main__":
