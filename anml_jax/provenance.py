@@ -50,7 +50,7 @@ def cpu_model(cpuinfo: str | None = None) -> str:
   if "model name" not in fields:
     return platform.processor() or platform.machine()
   flags = fields.get("flags", "").split()
-  simd = next((f for f in ("avx512f", "avx2", "avx", "sse2", "asimd") if f in flags), None)
+  simd = next((f for f in ("avx512f", "avx2", "avx", "sse2") if f in flags), None)
   extra = [f"family {fields['cpu family']}" if "cpu family" in fields else None,
            f"model {fields['model']}" if "model" in fields else None, simd]
   extra = ", ".join(e for e in extra if e)

@@ -75,6 +75,7 @@ def main():
   chunk = jax.jit(meta.make_train_chunk(methods.get(cfg.method).make_step(cfg, net), args.steps))
   state, m = chunk(state, imgs)
   jax.block_until_ready(m)
+  # held until the script exits, which removes it
   scratch = None if args.trace_dir else tempfile.TemporaryDirectory(prefix="anml_trace_")
   trace_dir = args.trace_dir or scratch.name
   jax.profiler.start_trace(trace_dir, create_perfetto_trace=True)
