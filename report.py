@@ -34,6 +34,9 @@ _ANML_FO_NORESET = (("method", "anml"), ("steps", 20000), ("first_order", True),
                     *_DRAWER, ("finetune", "pln/head"))
 _OML = (("method", "oml"), ("steps", 20000), ("zap", "trajectory"), *_DRAWER,
         ("learner", "adam"))
+# The shipped streamhead: ANML's parameters, then 600 steps of 100-way episodes.
+_STREAMHEAD_ANML = (("method", "streamhead"), ("gate", True), ("init", "anml_omniglot.npz"),
+                    ("steps", 600))
 _PRETRAIN = (("method", "pretrain"), ("steps", 2000), ("zap", "none"), *_DRAWER,
              ("finetune", "pln/head"), ("learner", "adam"))
 
@@ -173,12 +176,16 @@ def _heads_specs() -> list[Spec]:
       ("ANML gated features", _ANML[:-1], "head_input"),
       ("ANML NM output", _ANML[:-1], "context"),
       ("pretrain features (the CPU runs)", _PRETRAIN[:-1] + _cpu_pretrain(), "head_input"),
-      ("streamhead from ANML's parameters, gated features",
-       (("method", "streamhead"), ("gate", True), ("init", "anml_omniglot.npz")), "head_input"),
-      ("streamhead from scratch, gated features",
-       (("method", "streamhead"), ("gate", True), ("init", None)), "head_input"),
-      ("streamhead from scratch, ungated features",
-       (("method", "streamhead"), ("gate", False), ("init", None)), "head_input"),
+      ("streamhead from ANML's parameters, 600 steps on, gated features",
+       _STREAMHEAD_ANML, "head_input"),
+      ("streamhead from scratch, stopped at step 500, gated features",
+       (("method", "streamhead"), ("gate", True), ("init", None), ("steps", 500)), "head_input"),
+      ("streamhead from scratch, ANML's 20,000 steps, gated features",
+       (("method", "streamhead"), ("gate", True), ("init", None), ("steps", 20000)),
+       "head_input"),
+      ("streamhead from scratch, ANML's 20,000 steps, ungated features",
+       (("method", "streamhead"), ("gate", False), ("init", None), ("steps", 20000)),
+       "head_input"),
       ("pretrain zapped every epoch, Kaiming per row: features",
        _zapped("row"), "head_input"),
       ("pretrain zapped every epoch, Kaiming per row: NM output", _zapped("row"), "context"),
@@ -224,7 +231,6 @@ COST_BENCH = os.path.join("bench", "results", "cpu_cost_2026-12-02.json")
 def _cost_rows() -> list[tuple]:
   """(name, bench/cost.py case, spec of the Adam record or None, spec of its
   features under the closed-form heads)."""
-  head = (("method", "streamhead"), ("gate", True), ("init", "anml_omniglot.npz"))
   rows = [
       ("ANML, second order, its reset", "anml", _ANML[:4], _ANML[:4]),
       ("ANML, first order, its reset", "anml_first_order", _ANML_FO[:4], _ANML_FO[:4]),
@@ -242,7 +248,7 @@ def _cost_rows() -> list[tuple]:
       ("pretrain, zapping every epoch, block std, images moved up to 2 pixels", "pretrain",
        _zapped("block", shift=2), _zapped("block", shift=2)),
       ("streamhead from ANML's parameters (ANML's run, then 600 steps)", "streamhead",
-       None, head)]
+       None, _STREAMHEAD_ANML)]
   return [(name, case, adam and Spec(name, adam + (("learner", "adam"),) + _DRAWER
                                       + (("oracle", False),)), feats)
           for name, case, adam, feats in rows]
