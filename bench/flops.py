@@ -87,8 +87,8 @@ def training_step_flops(cfg) -> int:
     image forward and backward: 3 (T + M) (P + g N), g = 1 if the gate is on;
   - pretrain: a batch of B images forward and backward: 3 B (P + N);
   - streamhead: an episode of E = ways x (shots + queries) images through the
-    NM and the PLN's trunk, forward and backward: 3 E (N + trunk); the
-    prototype head's sums are left out (E x 2,304 adds).
+    PLN's trunk and, if the gate is on, the NM, forward and backward:
+    3 E (g N + trunk); the prototype head's sums are left out (E x 2,304 adds).
   """
   m = cfg.model
   nm, pln = image_flops(cfg)
@@ -100,7 +100,8 @@ def training_step_flops(cfg) -> int:
   if cfg.method == "pretrain":
     return 3 * cfg.pretrain_batch * (pln + nm)
   if cfg.method == "streamhead":
-    return 3 * cfg.ways * (cfg.shots + cfg.queries) * (nm + trunk_flops(m.pln_channels))
+    return 3 * cfg.ways * (cfg.shots + cfg.queries) * ((nm if m.gate else 0)
+                                                      + trunk_flops(m.pln_channels))
   raise ValueError(f"no analytic FLOPs for method {cfg.method!r}; counted: {COUNTED}")
 
 

@@ -195,6 +195,8 @@ def test_training_step_flops_count_each_method_s_images():
   assert flops.training_step_flops(oml) == flops.meta_step_flops(oml)["per_meta_step"]
   head = configs.get_config("default", "streamhead")
   assert flops.training_step_flops(head) == 3 * 30 * 7 * (nm + flops.trunk_flops(256))
+  head.model.gate = False
+  assert flops.training_step_flops(head) == 3 * 30 * 7 * flops.trunk_flops(256)   # no NM
   with pytest.raises(ValueError, match="no analytic FLOPs for method 'scratch'"):
     flops.training_step_flops(configs.get_config("default", "scratch"))
 
