@@ -41,6 +41,12 @@ _PRETRAIN = (("method", "pretrain"), ("steps", 2000), ("zap", "none"), *_DRAWER,
              ("finetune", "pln/head"), ("learner", "adam"))
 
 
+def _streamhead_scratch(gate: bool) -> tuple:
+  """The streamhead from a fresh initialisation at ANML's 20,000 steps (the
+  default 30 ways x (4 + 3)), with or without ANML's gate."""
+  return (("method", "streamhead"), ("gate", gate), ("init", None), ("steps", 20000))
+
+
 def _zapped(scale: str, rotations: int = 1, shift: int = 0) -> tuple:
   """Pretraining zapped every epoch (2,000 steps), Kaiming ``scale`` 'row' or
   'block', on the training classes turned ``rotations`` ways, its images
@@ -181,11 +187,9 @@ def _heads_specs() -> list[Spec]:
       ("streamhead from scratch, stopped at step 500, gated features",
        (("method", "streamhead"), ("gate", True), ("init", None), ("steps", 500)), "head_input"),
       ("streamhead from scratch, ANML's 20,000 steps, gated features",
-       (("method", "streamhead"), ("gate", True), ("init", None), ("steps", 20000)),
-       "head_input"),
+       _streamhead_scratch(True), "head_input"),
       ("streamhead from scratch, ANML's 20,000 steps, ungated features",
-       (("method", "streamhead"), ("gate", False), ("init", None), ("steps", 20000)),
-       "head_input"),
+       _streamhead_scratch(False), "head_input"),
       ("pretrain zapped every epoch, Kaiming per row: features",
        _zapped("row"), "head_input"),
       ("pretrain zapped every epoch, Kaiming per row: NM output", _zapped("row"), "context"),
@@ -225,7 +229,7 @@ _VIEWS = [((), "")] + [((("views", v),), f", {v} views (one-pixel moves)")
                        for v in data.VIEW_SHIFTS if v > 1]
 # A case whose run starts from another's: {case: (that case, how the table names it)}.
 _STARTS_FROM = {"streamhead": ("anml", "ANML's")}
-COST_BENCH = os.path.join("bench", "results", "cpu_cost_2026-12-02.json")
+COST_BENCH = os.path.join("bench", "results", "cpu_cost_2026-12-03.json")
 
 
 def _cost_rows() -> list[tuple]:
@@ -248,7 +252,10 @@ def _cost_rows() -> list[tuple]:
       ("pretrain, zapping every epoch, block std, images moved up to 2 pixels", "pretrain",
        _zapped("block", shift=2), _zapped("block", shift=2)),
       ("streamhead from ANML's parameters (ANML's run, then 600 steps)", "streamhead",
-       None, _STREAMHEAD_ANML)]
+       None, _STREAMHEAD_ANML),
+      ("streamhead from scratch, gated", "streamhead_scratch", None, _streamhead_scratch(True)),
+      ("streamhead from scratch, ungated", "streamhead_scratch_ungated", None,
+       _streamhead_scratch(False))]
   return [(name, case, adam and Spec(name, adam + (("learner", "adam"),) + _DRAWER
                                       + (("oracle", False),)), feats)
           for name, case, adam, feats in rows]
