@@ -174,43 +174,43 @@ def _heads_specs() -> list[Spec]:
   for a closed-form head (streamhead, with and without the gate), and the
   features of issue 23's methods (zapped pretraining, ASB, ANML without its
   reset), each with Adam one image per step (the paper's learner), its
-  oracle, and every
-  closed-form head; and the untrained network (scratch) under the heads
-  alone (its Adam row, everything re-learnt, is the main table's)."""
+  oracle, and every closed-form head; and under the heads alone (``adam``
+  false) ANML's NM output, OML's two layers and the untrained network
+  (scratch), whose Adam rows, the PLN or everything re-learnt, are the
+  main table's."""
   out = []
-  for name, base, features in (
-      ("ANML gated features", _ANML[:-1], "head_input"),
-      ("ANML NM output", _ANML[:-1], "context"),
-      ("pretrain features (the CPU runs)", _PRETRAIN[:-1] + _cpu_pretrain(), "head_input"),
+  for name, base, features, adam in (
+      ("ANML gated features", _ANML[:-1], "head_input", True),
+      ("ANML NM output", _ANML[:-1], "context", False),
+      ("pretrain features (the CPU runs)", _PRETRAIN[:-1] + _cpu_pretrain(), "head_input", True),
       ("streamhead from ANML's parameters, 600 steps on, gated features",
-       _STREAMHEAD_ANML, "head_input"),
+       _STREAMHEAD_ANML, "head_input", True),
       ("streamhead from scratch, stopped at step 500, gated features",
-       (("method", "streamhead"), ("gate", True), ("init", None), ("steps", 500)), "head_input"),
+       (("method", "streamhead"), ("gate", True), ("init", None), ("steps", 500)), "head_input",
+       True),
       ("streamhead from scratch, ANML's 20,000 steps, gated features",
-       _streamhead_scratch(True), "head_input"),
+       _streamhead_scratch(True), "head_input", True),
       ("streamhead from scratch, ANML's 20,000 steps, ungated features",
-       _streamhead_scratch(False), "head_input"),
+       _streamhead_scratch(False), "head_input", True),
       ("pretrain zapped every epoch, Kaiming per row: features",
-       _zapped("row"), "head_input"),
-      ("pretrain zapped every epoch, Kaiming per row: NM output", _zapped("row"), "context"),
+       _zapped("row"), "head_input", True),
+      ("pretrain zapped every epoch, Kaiming per row: NM output", _zapped("row"), "context", False),
       ("pretrain zapped every epoch, Frati et al.'s block std: features",
-       _zapped("block"), "head_input"),
+       _zapped("block"), "head_input", True),
       ("pretrain on four 90-degree turns of each class, zapped every epoch, block std: "
-       "features", _zapped("block", 4), "head_input"),
+       "features", _zapped("block", 4), "head_input", True),
       ("pretrain on images moved up to 2 pixels, zapped every epoch, block std: features",
-       _zapped("block", shift=2), "head_input"),
-      ("ANML first order, its reset: gated features", _ANML_FO, "head_input"),
-      ("ANML first order, no reset: gated features", _ANML_FO_NORESET, "head_input"),
-      ("ANML first order, no reset: NM output", _ANML_FO_NORESET, "context"),
-      ("ASB with zapping: features", _ASB + (("zap", "trajectory"),), "head_input"),
-      ("ASB without zapping: features", _ASB + (("zap", "none"),), "head_input"),
-      ("scratch (ANML's network untrained): features", (("method", "scratch"),), "heads only")):
-    if features == "heads only":
-      out += [Spec(f"{name}: {title}{suffix}", base + (("learner", head),
-                                                       ("features", "head_input")) + views)
-              for head, title in HEAD_NAMES.items() for views, suffix in _VIEWS]
-      continue
-    if features == "head_input":
+       _zapped("block", shift=2), "head_input", True),
+      ("ANML first order, its reset: gated features", _ANML_FO, "head_input", True),
+      ("ANML first order, no reset: gated features", _ANML_FO_NORESET, "head_input", True),
+      ("ANML first order, no reset: NM output", _ANML_FO_NORESET, "context", False),
+      ("ASB with zapping: features", _ASB + (("zap", "trajectory"),), "head_input", True),
+      ("ASB without zapping: features", _ASB + (("zap", "none"),), "head_input", True),
+      ("OML: the PLN's hidden layer", _OML[:-1], "head_input", False),
+      ("OML: the RLN's output", _OML[:-1], "context", False),
+      ("scratch (ANML's network untrained): features", (("method", "scratch"),), "head_input",
+       False)):
+    if adam:
       out.append(Spec(f"{name}: Adam, one image per step",
                       base + (("learner", "adam"), ("oracle", False))))
       out.append(Spec(f"{name}: Adam, i.i.d. oracle",
@@ -223,6 +223,8 @@ def _heads_specs() -> list[Spec]:
 
 
 FEATURE_NAMES = {"head_input": "features", "context": "NM output"}
+# OML's two layers under those names: its PLN's hidden layer and its RLN.
+OML_FEATURE_NAMES = {"head_input": "PLN hidden layer", "context": "RLN output"}
 # A closed-form head's views of each image (eval_config.views): the match
 # fields beyond the plain one view, and the row names' suffix.
 _VIEWS = [((), "")] + [((("views", v),), f", {v} views (one-pixel moves)")
@@ -284,7 +286,8 @@ def cost_table(entries, bench: dict | None) -> str:
     acc = f"{c.mean:.1f} ± {c.std:.1f}{marks.of(c)}" if c else ""
     best = None
     for head, title in HEAD_NAMES.items():
-      for (features, where), (views, suffix) in itertools.product(FEATURE_NAMES.items(), _VIEWS):
+      names = OML_FEATURE_NAMES if ("method", "oml") in feats else FEATURE_NAMES
+      for (features, where), (views, suffix) in itertools.product(names.items(), _VIEWS):
         h = store.cell(entries, Spec(name, feats + (("learner", head), ("features", features))
                                      + views), 600)
         if h and (best is None or h.mean > best[0].mean):

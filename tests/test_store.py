@@ -170,6 +170,23 @@ def test_the_cost_table_puts_each_method_s_cost_beside_its_accuracies():
   assert "`python bench/cost.py` on a CPU (2 cores, dense float32 matmul 70 GFLOP/s)" in text
 
 
+def test_oml_s_two_layers_fill_their_own_heads_rows_and_keep_their_names():
+  def rec(features, mean):
+    r = _record(method="oml", n_rows=((600, mean),), learner="gaussian", features=features)
+    r.update(checkpoint_step=20000)
+    r["model_config"].update(zap="trajectory")
+    return Entry(features, r)
+  entries = [rec("head_input", 0.70), rec("context", 0.80)]
+  heads = report.blocks(entries)[("results/README.md", "heads-table")]
+  rows = [line.split(" |")[0] for line in heads.splitlines() if line.startswith("| OML")]
+  assert rows == ["| OML: the PLN's hidden layer: shared-covariance Gaussian",
+                  "| OML: the RLN's output: shared-covariance Gaussian"]
+  assert "Adam" not in heads                 # OML's Adam rows (PLN re-learnt) are the main table's
+  oml = next(line for line in report.cost_table(entries, None).splitlines()
+             if line.startswith("| OML"))
+  assert oml.endswith("| 80.0 ± 1.0 (shared-covariance Gaussian, RLN output) |")
+
+
 def test_the_comparisons_table_tests_over_seeds_only_with_several_a_side():
   def rec(seed, zap, mean, runs):
     r = _record(seed=seed, n_rows=((600, mean),), learner="prototype", features="head_input")
