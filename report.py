@@ -175,7 +175,7 @@ def _heads_specs() -> list[Spec]:
   features of issue 23's methods (zapped pretraining, ASB, ANML without its
   reset), each with Adam one image per step (the paper's learner), its
   oracle, and every closed-form head; and under the heads alone (``adam``
-  false) ANML's NM output, OML's two layers and the untrained network
+  false) the NM outputs, OML's two layers and the untrained network
   (scratch), whose Adam rows, the PLN or everything re-learnt, are the
   main table's."""
   out = []
