@@ -30,7 +30,7 @@ CASES = {
     "oml": ("oml", {}, 20000),
     "asb": ("asb", {}, 9000),
     "pretrain": ("pretrain", {}, 2000),
-    # runs/streamhead_anml_w100 (results/README.md): 600 steps from ANML's parameters
+    # runs/streamhead_anml_w100 (HISTORY.md): 600 steps from ANML's parameters
     "streamhead": ("streamhead", {"ways": 100, "shots": 2, "queries": 1}, 600),
     # runs/streamhead_s20k and _nogate_s20k: the default 30 ways x (4 + 3), from scratch
     "streamhead_scratch": ("streamhead", {}, 20000),

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The full-scale reproduction (results/README.md): meta-train ANML (second
+# The full-scale reproduction (HISTORY.md, "How each record was made"): meta-train ANML (second
 # order, and first order as the released code), OML and pretrain-and-transfer
 # with the paper's settings, then meta-test each, and the untrained network
 # (scratch), with the paper's protocol, sequentially and i.i.d. (oracle). Four
