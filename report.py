@@ -1,14 +1,17 @@
-"""Every results table and figure, generated from the results store.
+"""Every results table, inline figure and plot, generated from the results store.
 
-  python report.py            # rewrite the generated tables in README.md and
-                              # results/README.md, and results/compare/
-  python report.py --check    # exit 1 if a committed table differs from the records
+  python report.py            # rewrite the generated tables and figures in
+                              # README.md, results/README.md, docs/findings.md,
+                              # and results/compare/
+  python report.py --check    # exit 1 if a committed table or figure differs from the records
   python report.py --runs_test=results/A,results/B --at=600   # t-test over final runs
 
 The rows are the specs below: each names the fields a record must have
 (anml_jax/store.py: ``describe``); the store picks, per N and seed, the record
 with the fullest protocol. The tables stand between ``<!-- NAME:start -->``
-and ``<!-- NAME:end -->`` markers; the text around them is written by hand.
+and ``<!-- NAME:end -->`` markers, the inline figures between
+``<!-- fig NAME -->`` and ``<!-- /fig -->`` (:data:`FIGURES`); the text around
+them is written by hand and quotes no measured number itself.
 """
 import functools
 import itertools
@@ -232,6 +235,8 @@ _VIEWS = [((), "")] + [((("views", v),), f", {v} views (one-pixel moves)")
 # A case whose run starts from another's: {case: (that case, how the table names it)}.
 _STARTS_FROM = {"streamhead": ("anml", "ANML's")}
 COST_BENCH = os.path.join("bench", "results", "cpu_cost_2026-12-03.json")
+# The GPU step the README's training times quote (bench/meta_step.py on an H200).
+GPU_BENCH = os.path.join("bench", "results", "bench_gpu_vs_torch.json")
 
 
 def _cost_rows() -> list[tuple]:
@@ -351,15 +356,15 @@ def _comparisons() -> list[tuple[Spec, Spec]]:
        adam("ANML first order, its reset", _ANML_FO[:4]))]
 
 
-def comparisons_table(entries, n: int = 600) -> str:
-  """Markdown: each pair of :func:`_comparisons` whose records exist at
-  ``n``, its difference, Welch's test over training seeds where each side
+def comparisons_table(entries, n: int = 600, keep=lambda a, b: True) -> str:
+  """Markdown: each pair of :func:`_comparisons` that ``keep(a, b)`` keeps
+  and whose records exist at ``n``, its difference, Welch's test over training seeds where each side
   has two or more, and a test over the meta-test runs of one seed a side
   (:func:`store.runs_test`: paired when both drew the same classes)."""
   lines = [f"| A against B, at {n} classes | A | B | A − B | seeds | over seeds | "
            "over the meta-test runs of one seed a side |", "|---|" + "---|" * 6]
   seed = lambda e: store.describe(e.record)["seed"]
-  for a, b in _comparisons():
+  for a, b in filter(lambda pair: keep(*pair), _comparisons()):
     ca, cb = store.cell(entries, a, n), store.cell(entries, b, n)
     if not (ca and cb):
       continue
@@ -391,23 +396,125 @@ def _published_rows() -> list[tuple]:
   ]
 
 
+# The files whose tables and inline figures report.py writes.
+DOCS = ("README.md", "results/README.md", "docs/findings.md")
+# The README's table: at most 8 rows (issue 57), by their results/README.md names.
+README_ROWS = ("**ANML** (classifier re-learnt)", "ANML oracle (i.i.d.)", "OML (PLN re-learnt)",
+               "pretrain (classifier re-learnt)",
+               "ANML's NM output, one-pass shared-covariance Gaussian head",
+               "pretrain zapped every epoch (block std) on images moved up to 2 pixels, one-pass "
+               "shared-covariance Gaussian head, 9 views")
+# docs/findings.md, "Does ANML reproduce the paper?" and "First against second order".
+REPRODUCE_ROWS = ("**ANML** (classifier re-learnt)", "ANML oracle (i.i.d.)",
+                  "OML (PLN re-learnt)", "OML, last layer re-learnt",
+                  "OML oracle (i.i.d., PLN re-learnt)", "pretrain (classifier re-learnt)",
+                  "pretrain oracle (i.i.d.)", "scratch (everything re-learnt)")
+ORDER_ROWS = ("**ANML** (classifier re-learnt)",
+              "ANML meta-trained first order (released code's meta-gradient)")
+
+
+def _main(name: str) -> Spec:
+  """The main table's row of that results/README.md name."""
+  return next(Spec(name, m) for _, full, m in MAIN if full == name)
+
+
+def _nm_specs() -> list[Spec]:
+  """docs/findings.md, "What does neuromodulation buy?": the gated ANML against
+  OML (meta-learnt, no gate), ASB without zapping (ungated, no meta-gradient),
+  and the gated and ungated streamheads; then ANML's gated features and its NM
+  output under the Gaussian head."""
+  g = lambda name, base, features: Spec(name, base + (("learner", "gaussian"),
+                                                      ("features", features)))
+  return [_main("**ANML** (classifier re-learnt)"), _main("OML (PLN re-learnt)"),
+          _main("OML, last layer re-learnt"), _main("ASB without zapping (classifier re-learnt)"),
+          g("ANML gated features, Gaussian head", _ANML[:-1], "head_input"),
+          g("ANML NM output, Gaussian head", _ANML[:-1], "context"),
+          g("OML RLN output, Gaussian head", _OML[:-1], "context"),
+          g("streamhead from scratch, gated, Gaussian head", _streamhead_scratch(True),
+            "head_input"),
+          g("streamhead from scratch, ungated, Gaussian head", _streamhead_scratch(False),
+            "head_input")]
+
+
+def _fmt(c) -> str:
+  """An inline figure: ``mean ± std %`` and the seeds it rests on."""
+  return f"{c.mean:.1f} ± {c.std:.1f} %" + (f" ({c.seeds} seeds)" if c.seeds > 1 else "")
+
+
+# Inline figures: {name: (results/README.md row name, N)}; the published ones
+# are reporting.PUBLISHED's.
+FIGURES = {
+    "anml-600": ("**ANML** (classifier re-learnt)", 600),
+    "anml-oracle-600": ("ANML oracle (i.i.d.)", 600),
+    "anml-fo-600": ("ANML meta-trained first order (released code's meta-gradient)", 600),
+    "oml-600": ("OML (PLN re-learnt)", 600),
+    "pretrain-600": ("pretrain (classifier re-learnt)", 600),
+    "pretrain-zap-600": ("pretrain zapped every epoch (classifier re-learnt)", 600),
+    "asb-600": ("ASB without zapping (classifier re-learnt)", 600),
+    "asb-zap-600": ("ASB with zapping (classifier re-learnt)", 600),
+    "nm-gaussian-600": ("ANML's NM output, one-pass shared-covariance Gaussian head", 600),
+    "zap-gaussian-600": ("pretrain zapped every epoch, one-pass shared-covariance Gaussian head",
+                         600),
+    "block-gaussian-600": ("pretrain zapped every epoch (block std), one-pass shared-covariance "
+                           "Gaussian head", 600),
+    "block-views9-600": ("pretrain zapped every epoch (block std), one-pass shared-covariance "
+                         "Gaussian head, 9 views", 600),
+    "best-600": ("pretrain zapped every epoch (block std) on images moved up to 2 pixels, "
+                 "one-pass shared-covariance Gaussian head, 9 views", 600),
+}
+PUBLISHED_FIGURES = {"paper-anml-600": ("ANML (paper)", 600),
+                     "paper-anml-oracle-600": ("ANML oracle (paper)", 600),
+                     "paper-oml-600": ("OML (paper)", 600)}
+
+
+def figure_values(entries, bench: dict | None = None, gpu: dict | None = None) -> dict:
+  """{inline figure name: its text}: :data:`FIGURES` from the records (a
+  missing one reads "(not measured)"), the published figures, and the
+  training times from the benchmarks ``bench`` (:data:`COST_BENCH`, hours of
+  a run on its CPU) and ``gpu`` (:data:`GPU_BENCH`, the second-order step on
+  one GPU)."""
+  out = {}
+  cases = {r["case"]: r for r in (bench or {}).get("rows", [])}
+  for case in ("anml", "pretrain"):
+    if case in cases:
+      h = cases[case]["run_hours"]
+      out[f"cpu-time-{case}"] = f"{h:.1f} h" if h >= 1 else f"{60 * h:.0f} min"
+  if gpu:
+    row = next(r for r in gpu["rows"] if not r["first_order"] and r["meta_batch"] == 1)
+    out["gpu-minutes-anml"] = (f"{20000 / row['steps_per_s'] / 60:.1f} min on one "
+                               f"{gpu['device']}")
+  for name, (row, n) in FIGURES.items():
+    c = store.cell(entries, _main(row), n)
+    out[name] = _fmt(c) if c else "(not measured)"
+  for name, (key, n) in PUBLISHED_FIGURES.items():
+    out[name] = f"{100 * reporting.PUBLISHED[key][n]:.1f} %"
+  return out
+
+
 def blocks(entries, bench: dict | None = None) -> dict:
   """{(file, block name): generated markdown}; ``bench``: the training cost
   benchmark's JSON (:data:`COST_BENCH`), if there is one."""
   has = lambda spec: any(store.cell(entries, spec, n) for n in ALL_N)
-  readme = [s for s in (Spec(r, m) for r, _, m in MAIN if r is not None) if has(s)]
+  rows = lambda names: [s for s in map(_main, names) if has(s)]
   full = [s for s in (Spec(f, m) for _, f, m in MAIN) if has(s)]
   present = [s for s in _heads_specs() if has(s)]
   zapping = [s for s in _zapping_specs() if has(s)]
+  pairs = lambda keep: comparisons_table(entries, keep=keep)
   return {
       ("README.md", "results-table"): store.table(
-          entries, readme, README_N, std="seeds", published=_published_rows()),
+          entries, rows(README_ROWS), README_N, std="seeds", published=_published_rows()[:2]),
       ("results/README.md", "results-table"): store.table(
           entries, full, ALL_N, published=_published_rows()),
-      ("results/README.md", "heads-table"): store.table(entries, present, ALL_N),
-      ("results/README.md", "zapping-table"): store.table(entries, zapping, ALL_N),
-      ("results/README.md", "cost-table"): cost_table(entries, bench),
-      ("results/README.md", "comparisons-table"): comparisons_table(entries),
+      ("docs/findings.md", "reproduce-table"): store.table(
+          entries, rows(REPRODUCE_ROWS), README_N, published=_published_rows()),
+      ("docs/findings.md", "order-table"): store.table(entries, rows(ORDER_ROWS), ALL_N),
+      ("docs/findings.md", "order-tests"): pairs(lambda a, b: b.name == "ANML first order"),
+      ("docs/findings.md", "nm-table"): store.table(
+          entries, [s for s in _nm_specs() if has(s)], README_N),
+      ("docs/findings.md", "heads-table"): store.table(entries, present, ALL_N),
+      ("docs/findings.md", "zapping-table"): store.table(entries, zapping, ALL_N),
+      ("docs/findings.md", "cost-table"): cost_table(entries, bench),
+      ("docs/findings.md", "comparisons-table"): comparisons_table(entries),
   }
 
 
@@ -448,16 +555,26 @@ def main(argv=None):
     stale = []
     bench_path = os.path.join(REPO, COST_BENCH)
     bench = json.load(open(bench_path)) if os.path.exists(bench_path) else None
-    for (name, key), body in blocks(entries, bench).items():
+    gpu = json.load(open(os.path.join(REPO, GPU_BENCH)))
+    generated = blocks(entries, bench)
+    values = figure_values(entries, bench, gpu)
+    for name in DOCS:
       path = os.path.join(REPO, name)
       text = open(path).read()
-      if store.block(text, key) != body.strip("\n"):
-        stale.append(f"{name} ({key})")
+      new = store.fill_figures(text, values)
+      for (doc, key), body in generated.items():
+        if doc == name:
+          new = store.replace_block(new, key, body)
+      changed = [key for (doc, key), body in generated.items()
+                 if doc == name and store.block(text, key) != body.strip("\n")]
+      if new != text:
+        stale.append(f"{name} ({', '.join(changed) or 'inline figures'})")
         if not fv.check:
-          reporting.atomic_write(path, store.replace_block(text, key, body))
+          reporting.atomic_write(path, new)
     if fv.check:
       if stale:
-        return cli.fail(f"generated tables differ from the records: {', '.join(stale)}; "
+        return cli.fail(f"generated tables or figures differ from the records: "
+                        f"{', '.join(stale)}; "
                         "run python report.py")
       print(f"{len(entries)} records; every generated table is current")
       return 0

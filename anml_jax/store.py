@@ -21,6 +21,7 @@ copied by hand.
 """
 import json
 import os
+import re
 from typing import NamedTuple, Sequence
 
 import numpy as np
@@ -307,3 +308,30 @@ def block(text: str, name: str) -> str:
     raise ValueError(f"no {start} ... {end} block")
   return text[i + len(start):j].strip("\n")
 
+
+
+_FIGURE = re.compile(r"<!-- fig ([\w.-]+) -->(.*?)<!-- /fig -->")
+
+
+def figure_names(text: str) -> list[str]:
+  """The names of the inline figures ``<!-- fig NAME -->...<!-- /fig -->``
+  that ``text`` holds, in order."""
+  return [m.group(1) for m in _FIGURE.finditer(text)]
+
+
+def fill_figures(text: str, values: dict) -> str:
+  """``text`` with each inline figure's value replaced by ``values[NAME]``.
+  Raises ValueError naming a figure that ``values`` does not define."""
+  unknown = sorted(set(figure_names(text)) - set(values))
+  if unknown:
+    raise ValueError(f"inline figure(s) {', '.join(unknown)} are not defined; add them to "
+                     "report.FIGURES or remove their <!-- fig NAME --> markers")
+  return _FIGURE.sub(lambda m: f"<!-- fig {m.group(1)} -->{values[m.group(1)]}<!-- /fig -->",
+                     text)
+
+
+def outside_generated(text: str) -> str:
+  """``text`` without its generated tables (``<!-- NAME:start -->`` ...
+  ``<!-- NAME:end -->``) and inline figures: what is written by hand."""
+  text = re.sub(r"<!-- ([\w-]+):start -->.*?<!-- \1:end -->", "", text, flags=re.S)
+  return _FIGURE.sub("", text)

@@ -3,6 +3,7 @@ rules, and the committed tables equal to what the records generate."""
 import glob
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -84,6 +85,45 @@ def test_blocks_are_replaced_between_their_markers_only():
   assert store.block(new, "t") == "new table"
   with pytest.raises(ValueError, match="no <!-- u:start -->"):
     store.replace_block(text, "u", "x")
+
+
+def test_inline_figures_are_filled_from_their_values_and_unknown_ones_refused():
+  text = "ANML: <!-- fig a -->old<!-- /fig -->, OML <!-- fig b --><!-- /fig -->."
+  assert store.figure_names(text) == ["a", "b"]
+  new = store.fill_figures(text, {"a": "66.0 %", "b": "24.2 %", "c": "unused"})
+  assert new == "ANML: <!-- fig a -->66.0 %<!-- /fig -->, OML <!-- fig b -->24.2 %<!-- /fig -->."
+  with pytest.raises(ValueError, match="inline figure.s. b are not defined"):
+    store.fill_figures(text, {"a": "1"})
+  hand = store.outside_generated("x <!-- t:start -->\n| 1.5 % |\n<!-- t:end --> y " + new)
+  assert hand == "x  y ANML: , OML ."
+
+
+def test_a_figure_from_the_records_follows_its_record():
+  """The inline figure of a row is its table cell; published ones are the
+  papers'; a row without a record says so."""
+  row, n = report.FIGURES["anml-600"]
+  spec = report._main(row)
+  rec = _record(n_rows=((600, 0.5),), learner="adam", split="drawer")
+  rec.update(checkpoint_step=20000)
+  rec["model_config"].update(zap="trajectory")
+  assert store.matches(rec, spec)
+  values = report.figure_values([Entry("x", rec)])
+  assert values["anml-600"] == "50.0 ± 1.0 %"
+  assert values["oml-600"] == "(not measured)"
+  assert values["paper-anml-600"] == "63.8 %"
+
+
+HAND_CHECKED = ("README.md", "docs/findings.md", "results/README.md")
+
+
+@pytest.mark.parametrize("doc", HAND_CHECKED)
+def test_no_measured_figure_is_typed_by_hand(doc):
+  """Outside the generated tables and inline figures, these files quote no
+  accuracy (a decimal percentage or a ± spread): every such figure comes
+  from the records through report.py."""
+  hand = store.outside_generated(open(os.path.join(report.REPO, doc)).read())
+  typed = re.findall(r"\d+\.\d+ ?%|± ?\d", hand)
+  assert not typed, f"{doc} types figures by hand: {typed}; use <!-- fig NAME --> (report.FIGURES)"
 
 
 def test_runs_test_pairs_only_records_that_drew_the_same_classes():
@@ -177,7 +217,7 @@ def test_oml_s_two_layers_fill_their_own_heads_rows_and_keep_their_names():
     r["model_config"].update(zap="trajectory")
     return Entry(features, r)
   entries = [rec("head_input", 0.70), rec("context", 0.80)]
-  heads = report.blocks(entries)[("results/README.md", "heads-table")]
+  heads = report.blocks(entries)[("docs/findings.md", "heads-table")]
   rows = [line.split(" |")[0] for line in heads.splitlines() if line.startswith("| OML")]
   assert rows == ["| OML: the PLN's hidden layer: shared-covariance Gaussian",
                   "| OML: the RLN's output: shared-covariance Gaussian"]
