@@ -30,6 +30,7 @@ from anml_jax import (
   configs,
   data,
   evaluation,
+  learners,
   meta,
   methods,
   provenance,
@@ -59,7 +60,7 @@ def define(fv, argv):
   flags.DEFINE_string("method", None, "check that --checkpoint is of this method",
                       flag_values=fv)
   cli.define_config(fv, argv, "eval_config", cli.config_path(__file__, "eval.py"),
-                    "meta-test protocol file[:variant] (configs/eval.py:cpu, :smoke); "
+                    "meta-test protocol file[:variant] (configs/eval.py:cpu, :quick, :smoke); "
                     "override fields with --eval_config.KEY=VALUE")
   flags.DEFINE_enum("shard", "auto", ["auto", "off"], "split the runs over all "
                     "devices when there are several", flag_values=fv)
@@ -196,7 +197,7 @@ def run(fv, argv) -> int:
     if done is not None:
       check_resumable(done, out, {
           **source, "method": cfg.method, "oracle": bool(ecfg.oracle),
-          "finetune": list(evaluation.relearnt(cfg.method, net, ecfg)),
+          "finetune": list(learners.get(ecfg.learner).relearnt(cfg.method, net, ecfg)),
           "protocol": ecfg.to_dict()})
       if set(ecfg.schedule) <= {r["classes"] for r in done["per_n"]}:
         print(f"{out}: every N of the schedule is finished; nothing to resume")

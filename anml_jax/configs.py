@@ -9,10 +9,10 @@ import math
 
 import ml_collections
 
-from anml_jax import data, heads, meta, methods, steps
+from anml_jax import data, heads, learners, meta, methods, steps
 
 NAMES = ("default", "smoke")
-EVAL_NAMES = ("default", "cpu", "smoke")
+EVAL_NAMES = ("default", "cpu", "quick", "smoke")
 # Keys that configs saved by earlier versions hold and this version derives.
 _DROPPED_KEYS = ("arch",)
 # Keys added later whose default changes the numbers (up to float rounding):
@@ -213,8 +213,8 @@ def get_eval_config(name: str = "default") -> ml_collections.ConfigDict:
   c.name = name
   c.finetune = ()              # parameter prefixes re-learnt; () = the method's
   c.oracle = False             # learn each stream i.i.d. (the upper bound)
-  # The learner: 'adam' (the paper's: Adam, one image per step, on the
-  # parameters ``finetune`` names, lr searched over ``lrs``) or a closed-form
+  # The learner, a name in anml_jax/learners.py: 'adam' (the paper's: Adam, one
+  # image per step, on the parameters ``finetune`` names, lr searched over ``lrs``) or a closed-form
   # head of anml_jax/heads.py (on the fixed ``features``, its regulariser
   # searched over ``regs``, () = the head's own grid).
   c.learner = "adam"
@@ -237,7 +237,7 @@ def get_eval_config(name: str = "default") -> ml_collections.ConfigDict:
   c.split_seed = 0
   c.seed = 222                 # evaluate_classification.py --seed default
   # Images predicted at once per device, summed over the streams run in
-  # parallel (runs x lrs): bounds the meta-test memory (bench/README.md).
+  # parallel (runs x lrs): bounds the meta-test memory (HISTORY.md, "Benchmarks measured").
   c.eval_images = 2048
   if name == "cpu":               # reduced protocol for a 2-core CPU
     c.schedule = (10, 50, 100)
@@ -245,6 +245,11 @@ def get_eval_config(name: str = "default") -> ml_collections.ConfigDict:
     c.search_runs = 1
     c.lrs = (0.001, 0.0003, 0.0001)
     c.eval_images = 768
+  if name == "quick":             # README's Quickstart: a closed-form head, minutes on 2 cores
+    c.learner = "gaussian"
+    c.schedule = (10, 50, 100, 200, 400, 600)
+    c.runs = 3
+    c.search_runs = 3
   if name == "smoke":
     c.schedule = (3, 5)
     c.runs = 2
@@ -275,35 +280,7 @@ def validate_eval(c: ml_collections.ConfigDict) -> None:
   need(c.train_per_class >= 1, f"train_per_class={c.train_per_class} must be a "
        "positive integer")
   need(c.split in data.SPLITS, f"split={c.split!r} must be one of {', '.join(data.SPLITS)}")
-  need(c.learner == "adam" or c.learner in heads.HEADS,
-       f"learner={c.learner!r} must be 'adam' or a closed-form head: "
-       f"{', '.join(sorted(heads.HEADS))}")
-  if c.learner == "adam":
-    need(not c.regs, f"regs={c.regs}: the adam learner searches lrs, not regs; "
-         "drop --eval_config.regs or choose a closed-form learner")
-    need(c.features == "head_input", f"features={c.features!r}: the adam learner "
-         "re-learns the network's own parameters; features applies to closed-form "
-         "learners only")
-    need(c.views == 1, f"views={c.views}: the adam learner takes one image per "
-         "step as it is; views applies to closed-form learners only")
-  else:
-    head = heads.get(c.learner)
-    need(c.views in data.VIEW_SHIFTS, f"views={c.views} must be one of "
-         f"{', '.join(map(str, data.VIEW_SHIFTS))} (the image and its one-pixel moves)")
-    need(c.features in ("head_input", "context"),
-         f"features={c.features!r} must be 'head_input' or 'context'")
-    need(not c.finetune, f"finetune={c.finetune}: a closed-form head learns only the "
-         "classifier, on fixed features; drop --eval_config.finetune, or use "
-         "learner='adam' to re-learn more")
-    need(not c.oracle, f"learner={c.learner!r} does not depend on the order of the "
-         "stream, so its oracle is itself; drop --eval_config.oracle")
-    need(head.regs is not None or not c.regs,
-         f"regs={c.regs}: the {c.learner} head has no regulariser; drop "
-         "--eval_config.regs")
-    need(all(r > 0 and math.isfinite(r) for r in c.regs),
-         f"regs={c.regs} must list positive numbers")
-    need(c.learner != "gaussian" or all(r <= 1 for r in c.regs),
-         f"regs={c.regs}: the gaussian head's shrinkage must lie in (0, 1]")
+  learners.get(c.learner).validate(c)
   need(max(c.schedule) <= min(c.class_pool, c.search_pool),
        f"schedule up to {max(c.schedule)} classes but only {c.class_pool} "
        f"evaluation / {c.search_pool} search classes are in the pools")

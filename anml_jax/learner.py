@@ -139,7 +139,7 @@ def make_sgd_learner(net: Network, lr: float, fast_params: Sequence[str], *,
   are ``h @ W0 + (h @ U.T) @ V + b``, and the kernel ``W0 + U.T @ V`` is
   formed once, at the end. The same parameters as the dense path up to float
   rounding (tests/test_learner.py), without moving the (D, K) kernel through
-  memory at every step and in its backward pass (bench/README.md).
+  memory at every step and in its backward pass (HISTORY.md, "Benchmarks measured").
   """
   prefixes = tuple(fast_params)
   dense = make_sequential_learner(net, optax.sgd(lr), prefixes, remat=remat,

@@ -40,7 +40,7 @@ kaiming_normal = jax.nn.initializers.variance_scaling(2.0, "fan_in", "normal")
 
 def resolve_conv_impl(impl: str) -> str:
   """'auto' -> 'im2col': measured faster than XLA's convolution for these
-  small 3x3 valid convolutions on both CPU and H100 (bench/README.md)."""
+  small 3x3 valid convolutions on both CPU and H100 (HISTORY.md, "Benchmarks measured")."""
   if impl == "auto":
     return "im2col"
   if impl not in ("xla", "im2col"):
@@ -139,7 +139,7 @@ def grey_conv_instance_norm(x: jax.Array, kernel: jax.Array, scale: jax.Array,
   is none (the direct path's bias gradient is zero up to rounding). Equal
   to ``InstanceNorm(conv3x3(tile(x), kernel) + bias)`` up to float rounding
   (tests/test_models.py), with a backward pass that reads the (B, H-2, W-2,
-  C) activations about half as often (bench/README.md).
+  C) activations about half as often (HISTORY.md, "Benchmarks measured").
 
   Args:
     x: (B, H, W, 1) grey images.

@@ -10,29 +10,39 @@ class ResultsRow(TypedDict):
   """One number of classes N of a meta-test (accuracies as fractions).
 
   train_runs / test_runs: accuracy of each final run; *_mean, *_std over
-  them. lr: the searched learning rate (the protocol's learner 'adam') or
-  regulariser (a closed-form head; 0 for a head without one), lr_votes:
-  search runs that voted for each value, search_test_mean_per_lr: the
-  search's mean test accuracy per value.
+  them. hyper: the value of the learner's grid the search chose (the
+  record's ``hyper_name``: the learning rate of 'adam', a closed-form head's
+  regulariser, 0 for a head without one), hyper_votes: search runs that
+  voted for each value, search_test_mean_per_hyper: the search's mean test
+  accuracy per value. Records made before 2026-12-08 name these three
+  ``lr``, ``lr_votes`` and ``search_test_mean_per_lr`` (:func:`hyper`).
   """
   classes: int
-  lr: float
-  lr_votes: list
+  hyper: float
+  hyper_votes: list
   train_mean: float
   train_std: float
   test_mean: float
   test_std: float
   train_runs: list
   test_runs: list
-  search_test_mean_per_lr: list
+  search_test_mean_per_hyper: list
   seconds: float
+
+
+def hyper(row: dict) -> float:
+  """The chosen hyperparameter of a :class:`ResultsRow`, also of a record
+  written before the field was named ``hyper`` (then ``lr``)."""
+  return row["hyper"] if "hyper" in row else row["lr"]
 
 
 class Results(TypedDict, total=False):
   """The record of a meta-test: results.json, one per evaluation.
 
   method, finetune (parameter prefixes re-learnt), oracle (i.i.d. order),
-  protocol (the eval config), per_n (:class:`ResultsRow` per N), forgetting
+  protocol (the eval config), hyper_name (what the rows' ``hyper`` is:
+  :attr:`learners.Learner.hyper`; absent before 2026-12-08, when it was the
+  lr of 'adam' and a head's regulariser), per_n (:class:`ResultsRow` per N), forgetting
   (per-class accuracy after the longest stream: classes,
   test_per_class_mean, train_per_class_mean, in learning order), backend,
   device, devices, seconds; and what was evaluated: checkpoint,
@@ -46,6 +56,7 @@ class Results(TypedDict, total=False):
   finetune: list
   oracle: bool
   protocol: dict
+  hyper_name: str
   per_n: list
   forgetting: dict | None
   backend: str
@@ -81,10 +92,10 @@ def write_results(out_dir: str, results: Results) -> None:
   buf = io.StringIO()
   w = csv.writer(buf)
   w.writerow(["method", "classes", "train_mean", "train_std", "test_mean",
-              "test_std", "lr", "runs"])
+              "test_std", "hyper", "runs"])
   for row in results["per_n"]:
     w.writerow([results["method"], row["classes"], row["train_mean"],
-                row["train_std"], row["test_mean"], row["test_std"], row["lr"],
+                row["train_std"], row["test_mean"], row["test_std"], hyper(row),
                 len(row["test_runs"])])
   atomic_write(os.path.join(out_dir, "results.csv"), buf.getvalue())
 
@@ -226,7 +237,8 @@ def label(results: dict) -> str:
 
 def table(results_list: Sequence[dict]) -> str:
   """Markdown table: one row per (evaluation, N) with mean ± std in percent."""
-  lines = ["| method | classes | meta-test train acc. % | meta-test test acc. % | lr |",
+  lines = ["| method | classes | meta-test train acc. % | meta-test test acc. % | chosen lr "
+           "or regulariser |",
            "|---|---|---|---|---|"]
   for r in results_list:
     for row in r["per_n"]:
@@ -234,7 +246,7 @@ def table(results_list: Sequence[dict]) -> str:
           f"| {label(r)} | {row['classes']} | "
           f"{100 * row['train_mean']:.1f} ± {100 * row['train_std']:.1f} | "
           f"{100 * row['test_mean']:.1f} ± {100 * row['test_std']:.1f} | "
-          f"{row['lr']:g} |")
+          f"{hyper(row):g} |")
   return "\n".join(lines)
 
 

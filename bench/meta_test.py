@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 import output
 
-from anml_jax import configs, continual, data, evaluation, methods
+from anml_jax import configs, continual, data, learners, methods
 
 
 def main():
@@ -65,13 +65,13 @@ def main():
   keys = jax.random.split(jax.random.key(1), args.runs)
   lrs = jnp.asarray(configs.PAPER_LRS[:args.lrs], jnp.float32)
   t0 = time.perf_counter()
-  net, params, images, ctx = evaluation.stream_inputs(
+  net, params, images, ctx = learners.stream_inputs(
       net, params, finetune, images, frozen_features=args.path == "features")
   jax.block_until_ready((images, ctx))
   context_s = time.perf_counter() - t0
   evaluate = jax.jit(continual.make_stream_evaluator(
       net, finetune_params=finetune, train_per_class=ecfg.train_per_class,
-      eval_batch=evaluation.stream_eval_batch(args.eval_images, args.runs, args.lrs)))
+      eval_batch=learners.stream_eval_batch(args.eval_images, args.runs, args.lrs)))
   t0 = time.perf_counter()
   compiled = evaluate.lower(params, keys, lrs, classes, images, ctx).compile()
   compile_s = time.perf_counter() - t0
@@ -80,7 +80,7 @@ def main():
          "method": args.method, "finetune": list(finetune), "path": args.path,
          "network": net.name,
          "eval_images": args.eval_images,
-         "eval_batch_per_stream": evaluation.stream_eval_batch(args.eval_images,
+         "eval_batch_per_stream": learners.stream_eval_batch(args.eval_images,
                                                                args.runs, args.lrs),
          "compile_s": compile_s, "context_s": context_s,
          "xla_argument_bytes": getattr(mem, "argument_size_in_bytes", None),

@@ -1,5 +1,5 @@
 """Cost of the features a closed-form head learns from, with V views per image
-(anml_jax/evaluation.py's ``closed_form_features``), at the meta-test's sizes.
+(anml_jax/learners.py's ``closed_form_features``), at the meta-test's sizes.
 
   python bench/view_features.py --views 9 --out bench/results/cpu_view_features_v9.json
 
@@ -21,7 +21,7 @@ import numpy as np
 import output
 
 import anml_jax
-from anml_jax import configs, evaluation, methods
+from anml_jax import configs, learners, methods
 
 
 def main():
@@ -39,7 +39,7 @@ def main():
       (args.classes, 20, 28, 28, 1), np.float32))
   base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
   t0 = time.perf_counter()
-  feats = jax.block_until_ready(evaluation.closed_form_features(
+  feats = jax.block_until_ready(learners.closed_form_features(
       net, params, images, args.which, args.views))
   seconds = time.perf_counter() - t0
   peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024

@@ -1,5 +1,6 @@
 """The meta-test protocol: ``--eval_config=configs/eval.py`` (the paper's),
-``:cpu`` (reduced for a 2-core CPU) or ``:smoke``; fields and their sources in
+``:cpu`` (reduced for a 2-core CPU), ``:quick`` (the README's Quickstart: the
+Gaussian head, 3 runs) or ``:smoke``; fields and their sources in
 anml_jax/configs.py (``get_eval_config``)."""
 from anml_jax import configs
 

@@ -10,7 +10,7 @@ import pytest
 
 import evaluate
 import train
-from anml_jax import configs, continual, data, evaluation, learner, methods, models
+from anml_jax import configs, continual, data, evaluation, learner, learners, methods, models
 from anml_jax.models import reinit_head
 from tests.conftest import CONFIGS, coded_images, smoke_args, tiny_anml, tiny_oml, toy_net
 
@@ -201,7 +201,7 @@ def test_held_out_test_images_never_influence_training_or_lr_choice():
   poisoned = evaluation.meta_test("anml", net, params, omni._replace(evaluation=ev),
                                   ecfg, log=lambda s: None)
   for a, b in zip(clean["per_n"], poisoned["per_n"]):
-    assert a["lr"] == b["lr"] and a["lr_votes"] == b["lr_votes"]
+    assert a["hyper"] == b["hyper"] and a["hyper_votes"] == b["hyper_votes"]
     assert a["train_runs"] == b["train_runs"]
 
 
@@ -228,16 +228,16 @@ def test_the_memory_bound_on_predictions_changes_no_result(oracle):
   narrow = evaluation.meta_test("anml", net, params, omni, ecfg, log=lambda s: None)
   assert wide["oracle"] == oracle
   for a, b in zip(wide["per_n"], narrow["per_n"]):
-    assert a["lr"] == b["lr"] and a["lr_votes"] == b["lr_votes"]
+    assert a["hyper"] == b["hyper"] and a["hyper_votes"] == b["hyper_votes"]
     assert a["train_runs"] == b["train_runs"] and a["test_runs"] == b["test_runs"]
-    assert a["search_test_mean_per_lr"] == b["search_test_mean_per_lr"]
+    assert a["search_test_mean_per_hyper"] == b["search_test_mean_per_hyper"]
 
 
 def test_stream_eval_batch_bounds_the_images_in_flight_per_device():
-  assert evaluation.stream_eval_batch(2048, runs=10, lrs=14) == 14      # 140 streams
-  assert evaluation.stream_eval_batch(2048, runs=10, lrs=1) == 204
-  assert evaluation.stream_eval_batch(2048, runs=10, lrs=14, devices=4) == 48  # 3 runs each
-  assert evaluation.stream_eval_batch(10, runs=10, lrs=14) == 1
+  assert learners.stream_eval_batch(2048, runs=10, lrs=14) == 14      # 140 streams
+  assert learners.stream_eval_batch(2048, runs=10, lrs=1) == 204
+  assert learners.stream_eval_batch(2048, runs=10, lrs=14, devices=4) == 48  # 3 runs each
+  assert learners.stream_eval_batch(10, runs=10, lrs=14) == 1
 
 
 def test_choose_lr_follows_the_original_vote_rule():
@@ -337,7 +337,7 @@ def test_random_split_is_the_drawer_split_of_the_drawings_reordered():
   want = evaluation.meta_test("anml", net, params, by_hand, ecfg, log=lambda s: None)
   assert got["protocol"]["split"] == "random" and want["protocol"]["split"] == "drawer"
   for a, b in zip(got["per_n"], want["per_n"]):
-    assert a["lr"] == b["lr"] and a["lr_votes"] == b["lr_votes"]
+    assert a["hyper"] == b["hyper"] and a["hyper_votes"] == b["hyper_votes"]
     np.testing.assert_allclose(a["test_runs"], b["test_runs"], rtol=1e-6)
     np.testing.assert_allclose(a["train_runs"], b["train_runs"], rtol=1e-6)
 

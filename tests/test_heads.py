@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import evaluate
-from anml_jax import configs, continual, data, evaluation, heads
+from anml_jax import configs, continual, data, heads, learners
 from tests.conftest import CONFIGS, tiny_anml
 
 REG = {"prototype": None, "prototype_cosine": None, "ridge": 0.05, "gaussian": 0.3}
@@ -176,7 +176,7 @@ def test_closed_form_features_hold_each_view_s_features_in_its_slot(which):
   params = net.init(jax.random.key(0))
   images = jax.random.uniform(jax.random.key(1), (3, 4, 28, 28, 1))
   compute = continual.compute_context if which == "context" else continual.compute_features
-  got = evaluation.closed_form_features(net, params, images, which, views=9, batch=5)
+  got = learners.closed_form_features(net, params, images, which, views=9, batch=5)
   assert got.shape == (3, 4, 9) + compute(net, params, images).shape[2:]
   for k, (down, right) in enumerate(data.VIEW_SHIFTS[9]):
     want = compute(net, params, data.shifted(images, down, right))
@@ -185,7 +185,7 @@ def test_closed_form_features_hold_each_view_s_features_in_its_slot(which):
 
 
 @pytest.mark.parametrize("flag, message", [
-    ("--eval_config.learner=lstsq", "learner='lstsq' must be 'adam' or a closed-form"),
+    ("--eval_config.learner=lstsq", "learner='lstsq' is not a registered learner"),
     ("--eval_config.regs=(0.0,)", "regs=(0.0,) must list positive"),
     ("--eval_config.regs=(-1.0,)", "regs=(-1.0,) must list positive"),
     ("--eval_config.oracle", "its oracle is itself"),
@@ -225,5 +225,5 @@ def test_evaluate_py_with_a_closed_form_head(tmp_path):
   r = json.load(open(os.path.join(out, "results.json")))
   assert r["finetune"] == ["pln/head"] and r["protocol"]["learner"] == "gaussian"
   assert [row["classes"] for row in r["per_n"]] == [3, 5]
-  assert all(row["lr"] in (0.1, 0.5) and sum(row["lr_votes"]) == 2 for row in r["per_n"])
+  assert all(row["hyper"] in (0.1, 0.5) and sum(row["hyper_votes"]) == 2 for row in r["per_n"])
   assert "gaussian head on the context" in open(os.path.join(out, "table.md")).read()

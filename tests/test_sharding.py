@@ -130,7 +130,7 @@ def test_sharded_meta_test_equals_single_device(sharded):
   res = evaluation.meta_test("anml", net, params, omni, ecfg, log=lambda s: None)
   assert len(info["per_n"]) == len(res["per_n"])
   for a, b in zip(info["per_n"], res["per_n"]):    # exact logits: exact results
-    assert a["lr"] == b["lr"] and a["lr_votes"] == b["lr_votes"]
+    assert a["hyper"] == b["hyper"] and a["hyper_votes"] == b["hyper_votes"]
     assert len(a["test_runs"]) == ecfg.runs       # the padding runs were dropped
     assert a["train_runs"] == b["train_runs"] and a["test_runs"] == b["test_runs"]
 
