@@ -116,6 +116,9 @@ def exclusive(folder: str, program: str) -> Iterator[None]:
   there. The lock file goes on release (a killed holder's stays, unlocked,
   and the next holder takes it); a folder created here that is still empty
   then goes too (a command that failed leaves nothing behind)."""
+  if os.path.exists(folder) and not os.path.isdir(folder):
+    raise UsageError(f"{folder} is a file: {program} writes its output into a folder there; "
+                     "give another path. Nothing was changed.")
   created = not os.path.isdir(folder)
   path = os.path.join(folder, LOCK_FILE)
   while True:

@@ -90,6 +90,25 @@ def test_resume_without_a_record_is_an_error_and_writes_nothing(tmp_path, capsys
   assert os.listdir(missing) == []
 
 
+def test_an_output_path_that_is_a_file_is_refused_and_kept(tmp_path, capsys):
+  """--out (or --workdir) naming an existing file, such as README.md: one
+  line naming it, the file as it was, for every command that writes a folder."""
+  path = tmp_path / "README.md"
+  path.write_text("keep me\n")
+  assert evaluate.main([*SCRATCH, "--out", str(path)]) == 1
+  _one_line_error(capsys, f"{path} is a file", "give another path", "Nothing was changed")
+  assert train.main(["--workdir", str(path), *smoke_args()]) == 1
+  _one_line_error(capsys, f"{path} is a file")
+  assert path.read_text() == "keep me\n" and os.listdir(tmp_path) == ["README.md"]
+
+
+def test_an_unknown_learner_is_one_line_naming_the_known_ones(tmp_path, capsys):
+  out = tmp_path / "e"
+  assert evaluate.main([*SCRATCH, "--out", str(out), "--eval_config.learner=adamw"]) == 1
+  _one_line_error(capsys, "learner='adamw'", "gaussian", "prototype", "ridge")
+  assert not out.exists()
+
+
 def test_a_folder_in_use_is_refused_by_every_command_until_its_holder_ends(tmp_path, capsys):
   """Two commands never write one run or record at once: while another
   process holds a folder, train.py, evaluate.py and analyze.py refuse it in
@@ -219,8 +238,8 @@ def test_an_evaluation_killed_mid_way_resumes_without_recomputing(tmp_path):
   assert resumed["per_n"][:len(kept)] == kept                  # not recomputed
   assert len(resumed["resumed"]) == 1 and "--resume" in resumed["resumed"][0]["command"]
   for a, b in zip(resumed["per_n"], uninterrupted["per_n"]):
-    assert (a["classes"], a["lr"], a["test_runs"], a["train_runs"]) == (
-        b["classes"], b["lr"], b["test_runs"], b["train_runs"])
+    assert (a["classes"], a["hyper"], a["test_runs"], a["train_runs"]) == (
+        b["classes"], b["hyper"], b["test_runs"], b["train_runs"])
   assert resumed["forgetting"] == uninterrupted["forgetting"]
   # each shorter stream's forgetting is kept, the killed record's with its time
   assert [e["forgetting"]["classes"] for e in resumed["earlier"]] == [3, 4, 5]
@@ -231,7 +250,7 @@ def test_an_evaluation_killed_mid_way_resumes_without_recomputing(tmp_path):
 
 def test_cpu_model_tells_apart_hosts_a_hypervisor_names_alike():
   """Benchmarks and records name their CPU; "AMD EPYC" alone named a host
-  with 6x the matmul rate of another (bench/README.md)."""
+  with 6x the matmul rate of another (HISTORY.md, "Benchmarks measured")."""
   zen = ("processor\t: 0\nmodel name\t: AMD EPYC\ncpu family\t: {}\nmodel\t\t: {}\n"
          "flags\t\t: {}\n\nprocessor\t: 1\nmodel name\t: other\n")
   new = provenance.cpu_model(zen.format(26, 2, "fpu avx2 avx512f"))
