@@ -18,7 +18,8 @@ jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
 
 OMNIGLOT_DIR = data.default_omniglot_dir()
-CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIGS = os.path.join(REPO, "configs")
 SYNTHETIC = ["--data_source=synthetic", "--noprogress"]
 
 
@@ -82,3 +83,12 @@ def coded_images(num_classes, seed=0):
     x[c, :, c // 28, c % 28, 0] = 1.0
   x[:, :, 5:] = np.random.default_rng(seed).normal(size=(num_classes, 20, 23, 28, 1))
   return jnp.asarray(x)
+
+
+def pytest_collection_modifyitems(config, items):
+  """Everything under tests/slow is marked ``slow`` (``-m "not slow"`` skips it)."""
+  del config
+  slow = os.path.join(REPO, "tests", "slow") + os.sep
+  for item in items:
+    if str(item.path).startswith(slow):
+      item.add_marker(pytest.mark.slow)

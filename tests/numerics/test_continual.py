@@ -1,6 +1,4 @@
 import functools
-import json
-import os
 
 import jax
 import jax.numpy as jnp
@@ -8,11 +6,9 @@ import numpy as np
 import optax
 import pytest
 
-import evaluate
-import train
 from anml_jax import configs, continual, data, evaluation, learner, learners, methods, models
 from anml_jax.models import reinit_head
-from tests.conftest import CONFIGS, coded_images, smoke_args, tiny_anml, tiny_oml, toy_net
+from tests.conftest import CONFIGS, coded_images, tiny_anml, tiny_oml, toy_net
 
 EVAL_SMOKE = f"--eval_config={CONFIGS}/eval.py:smoke"
 
@@ -253,74 +249,6 @@ def test_split_drawings_keeps_first_15_for_training():
   assert x_tr.tolist() == list(range(60, 75)) + list(range(20, 35))
   assert x_te.tolist() == list(range(75, 80)) + list(range(35, 40))
   assert y_tr.tolist() == [3] * 15 + [1] * 15
-
-
-def test_evaluate_py_smoke_writes_all_outputs(tmp_path):
-  run = str(tmp_path / "run")
-  assert train.main(["--workdir", run, *smoke_args()]) == 0
-  out = str(tmp_path / "ev")
-  ev = [EVAL_SMOKE, "--data_source=synthetic"]
-  assert evaluate.main(["--checkpoint", run, "--out", out, *ev]) == 0
-  for f in ("results.json", "results.csv", "table.md", "accuracy_vs_classes.png",
-            "forgetting.png"):
-    assert os.path.getsize(os.path.join(out, f)) > 0
-  r = json.load(open(os.path.join(out, "results.json")))
-  assert [row["classes"] for row in r["per_n"]] == [3, 5]
-  assert len(r["per_n"][0]["test_runs"]) == 2
-  assert r["finetune"] == ["pln/head"]          # ANML re-learns its classifier
-  step = r["checkpoint_step"]
-  assert step > 0 and f"| anml {step} steps [pln/head] | 3 |" in open(
-      os.path.join(out, "table.md")).read()
-  assert len(r["forgetting"]["test_per_class_mean"]) == 5
-  assert r["provenance"]["command"].endswith(f"--checkpoint {run} --out {out} {EVAL_SMOKE} "
-                                             "--data_source=synthetic")
-  assert evaluate.main(["--checkpoint", run, "--method", "oml", "--out", out, *ev]) == 1
-  assert evaluate.main([f"--compare={out},{out}", "--out", str(tmp_path / "cmp")]) == 0
-  # the same checkpoint evaluated for N=3,5 and then N=7: --merge joins them
-  more = str(tmp_path / "ev7")
-  assert evaluate.main(["--checkpoint", run, "--out", more, *ev,
-                        "--eval_config.schedule=(7,)"]) == 0
-  merged = str(tmp_path / "merged")
-  assert evaluate.main([f"--merge={more},{out}", "--out", merged]) == 0
-  m = json.load(open(os.path.join(merged, "results.json")))
-  assert [row["classes"] for row in m["per_n"]] == [3, 5, 7]
-  assert m["protocol"]["schedule"] == [3, 5, 7]
-  assert len(m["forgetting"]["test_per_class_mean"]) == 7
-  assert evaluate.main([f"--merge={out},{out}", "--out", merged]) == 1   # N twice
-  other = str(tmp_path / "ev_lr")
-  assert evaluate.main(["--checkpoint", run, "--out", other, *ev,
-                        "--eval_config.schedule=(7,)", "--eval_config.lrs=(0.01,)"]) == 0
-  assert evaluate.main([f"--merge={other},{out}", "--out", merged]) == 1  # protocols differ
-  oracle = str(tmp_path / "oracle")
-  assert evaluate.main(["--checkpoint", run, "--out", oracle, *ev,
-                        "--eval_config.schedule=(3,)", "--eval_config.oracle"]) == 0
-  assert json.load(open(os.path.join(oracle, "results.json")))["oracle"] is True
-  assert f"| anml oracle {step} steps [pln/head] | 3 |" in open(
-      os.path.join(oracle, "table.md")).read()
-  assert evaluate.main([f"--merge={oracle},{out}", "--out", merged]) == 1  # oracle differs
-  assert evaluate.main([f"--compare={out}", "--eval_config.oracle", "--out", merged]) == 1
-  assert evaluate.main(["--checkpoint", run, f"--compare={out}", "--out", merged]) == 1
-
-
-def test_evaluate_py_scratch_and_bad_protocols(tmp_path, capsys):
-  out = str(tmp_path / "scratch")
-  base = [f"--config={CONFIGS}/scratch.py:smoke", "--out", out, EVAL_SMOKE,
-          "--data_source=synthetic", "--eval_config.schedule=(3,)"]
-  assert evaluate.main(base) == 0
-  r = json.load(open(os.path.join(out, "results.json")))
-  assert r["method"] == "scratch" and r["finetune"] == ["nm", "pln"]
-  assert r["checkpoint_step"] == 0 and r["model_config"]["model"]["pln_channels"] == 16
-  capsys.readouterr()
-  for flag, message in (("--eval_config.lrs=(0.0,)", "lrs=(0.0,) must list positive"),
-                        ("--eval_config.train_per_class=20", "train_per_class=20"),
-                        ("--eval_config.schedule=(25,)", "only 20 evaluation"),
-                        ("--eval_config.runz=3", "no such config field: 'runz'")):
-    fresh = [a if a != out else out + "_bad" for a in base]   # out holds a record
-    assert evaluate.main([*fresh, flag]) == 1
-    assert message in capsys.readouterr().err
-  assert evaluate.main([f"--config={CONFIGS}/anml.py:smoke", "--out", out + "2",
-                        EVAL_SMOKE, "--data_source=synthetic"]) == 1
-  assert "evaluate a run of it with --checkpoint" in capsys.readouterr().err
 
 
 def test_random_split_is_the_drawer_split_of_the_drawings_reordered():

@@ -14,9 +14,8 @@ import numpy as np
 import pytest
 
 from anml_jax import checkpointing, evaluation, meta, sharding
-from tests import sharding_case
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.conftest import REPO
+from tests.slow import sharding_case
 
 
 def _free_port() -> int:
@@ -27,13 +26,14 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def distributed(tmp_path_factory):
-  """Two processes on localhost, 2 CPU devices each (tests/distributed_worker.py)."""
+  """Two processes on localhost, 2 CPU devices each (tests/slow/distributed_worker.py)."""
   out = tmp_path_factory.mktemp("distributed")
   env = {**os.environ, "JAX_PLATFORMS": "cpu",
          "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
   port = str(_free_port())
-  procs = [subprocess.Popen([sys.executable, os.path.join(ROOT, "tests", "distributed_worker.py"),
-                             str(i), port, str(out)], env=env, cwd=ROOT, text=True,
+  worker = os.path.join(REPO, "tests", "slow", "distributed_worker.py")
+  procs = [subprocess.Popen([sys.executable, worker, str(i), port, str(out)], env=env, cwd=REPO,
+                            text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
            for i in range(2)]
   logs = [p.communicate(timeout=900)[0] for p in procs]
@@ -49,8 +49,8 @@ def sharded(tmp_path_factory):
   out = tmp_path_factory.mktemp("sharded")
   env = {**os.environ, "JAX_PLATFORMS": "cpu",
          "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
-  proc = subprocess.run([sys.executable, os.path.join(ROOT, "tests", "sharded_worker.py"),
-                         str(out)], env=env, capture_output=True, text=True, cwd=ROOT)
+  proc = subprocess.run([sys.executable, os.path.join(REPO, "tests", "slow", "sharded_worker.py"),
+                         str(out)], env=env, capture_output=True, text=True, cwd=REPO)
   assert proc.returncode == 0, proc.stderr[-3000:]
   with open(out / "sharded.json") as f:
     info = json.load(f)

@@ -5,7 +5,7 @@ on moved images; streamhead 600 steps on from ANML; ASB without and with
 zapping after 9,000 steps;
 results/pretrained/README.md) load through the library and evaluate.py, and
 their features tell apart meta-test classes they never saw.
-``pytest -s tests/test_pretrained.py`` prints the measured accuracies."""
+``pytest -s tests/e2e/test_pretrained.py`` prints the measured accuracies."""
 import json
 import os
 
@@ -17,9 +17,9 @@ import pytest
 import anml_jax
 import evaluate
 from anml_jax import analysis, checkpointing, methods
-from tests.conftest import CONFIGS, needs_omniglot
+from tests.conftest import CONFIGS, REPO, needs_omniglot
 
-SHIPPED = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+SHIPPED = os.path.join(REPO,
                        "results", "pretrained")
 PRETRAINED = os.path.join(SHIPPED, "anml_omniglot.npz")
 # file: (method, step, training seed, sha256 in results/pretrained/README.md,

@@ -11,21 +11,22 @@ import jax
 import jax.numpy as jnp
 import pytest
 
+from tests.conftest import REPO
+
 pytestmark = pytest.mark.slow
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _run(script, *args):
-  subprocess.run([sys.executable, os.path.join(ROOT, "bench", script), *args],
-                 check=True, cwd=ROOT, capture_output=True, text=True)
+  subprocess.run([sys.executable, os.path.join(REPO, "bench", script), *args],
+                 check=True, cwd=REPO, capture_output=True, text=True)
 
 
 # Every script with --out, and the positional arguments it needs before it
 # gets that far (none are read before the refusal).
 WRITERS = {os.path.basename(f): {"ab_revisions.py": ["HEAD"], "numerics_unchanged.py": ["HEAD"],
                                  "loss_curves.py": ["run_a", "run_b"]}.get(os.path.basename(f), [])
-           for f in sorted(glob.glob(os.path.join(ROOT, "bench", "*.py")))
+           for f in sorted(glob.glob(os.path.join(REPO, "bench", "*.py")))
            if '"--out"' in open(f).read()}
 
 
@@ -40,8 +41,8 @@ def test_benchmark_refuses_an_existing_out_before_measuring(tmp_path, script):
   out = tmp_path / "kept"
   target = tmp_path / "kept.json" if script == "loss_curves.py" else out   # --out is a prefix there
   target.write_text('{"figure": 1}\n')
-  res = subprocess.run([sys.executable, os.path.join(ROOT, "bench", script), *WRITERS[script],
-                        "--out", str(out)], cwd=ROOT, capture_output=True, text=True)
+  res = subprocess.run([sys.executable, os.path.join(REPO, "bench", script), *WRITERS[script],
+                        "--out", str(out)], cwd=REPO, capture_output=True, text=True)
   assert res.returncode != 0
   assert res.stderr.strip().splitlines()[-1] == (
       f"{target} already exists: a benchmark's output is a record and is never replaced; "
@@ -172,15 +173,15 @@ def test_view_features_benchmark_reports_the_output_and_peak_memory(tmp_path):
   res = json.loads(out.read_text())
   assert res["output_bytes"] == 4 * 2 * 20 * 5 * 2304
   assert res["host_peak_bytes"] >= res["host_peak_before_bytes"] > 0 and res["seconds"] > 0
-  assert res["code"].startswith(ROOT)
+  assert res["code"].startswith(REPO)
 
 
 def test_training_step_flops_count_each_method_s_images():
-  sys.path.insert(0, os.path.join(ROOT, "bench"))
+  sys.path.insert(0, os.path.join(REPO, "bench"))
   try:
     import flops
   finally:
-    sys.path.remove(os.path.join(ROOT, "bench"))
+    sys.path.remove(os.path.join(REPO, "bench"))
   from anml_jax import configs
   nm, pln = flops.anml_image_flops()
   asb = configs.get_config("default", "asb")
@@ -204,11 +205,11 @@ def test_training_step_flops_count_each_method_s_images():
 def test_oml_representation_flops_match_xla_s_count():
   """The analytic count of OML's RLN (6 valid convs, strides 1,1,1,2,1,2)
   against XLA's cost analysis of the compiled forward pass of one image."""
-  sys.path.insert(0, os.path.join(ROOT, "bench"))
+  sys.path.insert(0, os.path.join(REPO, "bench"))
   try:
     import flops
   finally:
-    sys.path.remove(os.path.join(ROOT, "bench"))
+    sys.path.remove(os.path.join(REPO, "bench"))
   from anml_jax import models
   net = models.make_oml()
   params = net.init(jax.random.key(0))

@@ -1,11 +1,11 @@
-"""Run by tests/test_sharding.py as two processes on localhost, each with 2
+"""Run by tests/slow/test_sharding.py as two processes on localhost, each with 2
 host CPU devices: jax.distributed (coordinator on 127.0.0.1, gloo
 collectives), each process building the data itself, one meta-gradient and
 one meta-step with the meta-batch split over the 4 devices of both, and a
 checkpoint written by the pair.
 
   XLA_FLAGS=--xla_force_host_platform_device_count=2 \
-      python tests/distributed_worker.py PROCESS_ID PORT OUT
+      python tests/slow/distributed_worker.py PROCESS_ID PORT OUT
 """
 import json
 import os
@@ -15,7 +15,7 @@ import time
 import jax
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 from anml_jax import checkpointing, sharding  # noqa: E402
 
@@ -36,7 +36,7 @@ def barrier(out: str, name: str, timeout_s: float = 600) -> None:
 
 def main(process_id, port, out):
   sharding.initialize_distributed(f"127.0.0.1:{port}", 2, process_id)
-  from tests import sharding_case  # after: it makes a PRNG key at import
+  from tests.slow import sharding_case  # after: it makes a PRNG key at import
   mesh = sharding.make_mesh()
   cfg, net, state, images = sharding_case.meta_setup()
   state, images = sharding.replicate((state, images), mesh)

@@ -15,9 +15,8 @@ import analyze
 import evaluate
 import train
 from anml_jax import checkpointing, cli, provenance, reporting
-from tests.conftest import CONFIGS, SYNTHETIC, smoke_args
+from tests.conftest import CONFIGS, REPO, SYNTHETIC, smoke_args
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRATCH = [f"--config={CONFIGS}/scratch.py:smoke", f"--eval_config={CONFIGS}/eval.py:smoke",
            "--data_source=synthetic"]
 # The classifier alone re-learnt on precomputed features: the quickest stream.

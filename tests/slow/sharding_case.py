@@ -1,5 +1,5 @@
-"""The small meta-training and meta-test case shared by tests/test_sharding.py
-and the 4-device worker it starts (tests/sharded_worker.py)."""
+"""The small meta-training and meta-test case shared by tests/slow/test_sharding.py
+and the 4-device worker it starts (tests/slow/sharded_worker.py)."""
 import jax
 import jax.numpy as jnp
 import numpy as np

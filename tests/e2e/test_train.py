@@ -7,7 +7,7 @@ import pytest
 
 import train
 from anml_jax import checkpointing, configs, meta, methods
-from tests.conftest import CONFIGS, SYNTHETIC, needs_omniglot, smoke_args
+from tests.conftest import CONFIGS, SYNTHETIC, smoke_args
 
 
 def _params(workdir, method="anml"):
@@ -129,12 +129,3 @@ def test_help_lists_the_flags(capsys):
   assert train.main(["--help"]) == 0
   out = capsys.readouterr().out
   assert "--workdir" in out and "--config.KEY=VALUE" in out
-
-
-@pytest.mark.slow
-@needs_omniglot
-def test_smoke_run_on_real_omniglot(tmp_path):
-  w = str(tmp_path / "real")
-  assert train.main(["--workdir", w, f"--config={CONFIGS}/anml.py:smoke", "--noprogress"]) == 0
-  lines = [json.loads(l) for l in open(os.path.join(w, "metrics.jsonl"))]
-  assert lines[-1]["step"] == 6 and np.isfinite(lines[-1]["loss"])

@@ -1,9 +1,9 @@
-"""Run by tests/test_sharding.py in a subprocess with 4 host CPU devices.
+"""Run by tests/slow/test_sharding.py in a subprocess with 4 host CPU devices.
 
 Computes a meta-training step and a meta-test with the meta-batch / runs split
 over all devices, saves the results and a checkpoint of the sharded state.
 
-  XLA_FLAGS=--xla_force_host_platform_device_count=4 python tests/sharded_worker.py OUT
+  XLA_FLAGS=--xla_force_host_platform_device_count=4 python tests/slow/sharded_worker.py OUT
 """
 import json
 import os
@@ -12,10 +12,10 @@ import sys
 import jax
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 from anml_jax import checkpointing, evaluation, sharding  # noqa: E402
-from tests import sharding_case  # noqa: E402
+from tests.slow import sharding_case  # noqa: E402
 
 
 def main(out):

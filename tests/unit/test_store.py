@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 import report
-from anml_jax import store
-from anml_jax.store import Entry, Spec
+from anml_jax.results import store
+from anml_jax.results.store import Entry, Spec
 
 RESULTS = os.path.join(report.REPO, "results")
 
