@@ -37,6 +37,7 @@ from anml_jax import (
   reporting,
   sharding,
 )
+from anml_jax.results.record import RESUME_KEYS
 
 SOURCES = ("checkpoint", "config", "compare", "merge")
 
@@ -116,9 +117,6 @@ def existing_record(fv, out: str, begun: bool = False):
   return done
 
 
-# What must be equal for a record to be continued by another command.
-_RESUME_KEYS = ("method", "finetune", "oracle", "checkpoint_sha256", "checkpoint_step",
-                "model_config", "protocol")
 
 
 def _as_read(key: str, value):
@@ -134,14 +132,14 @@ def _as_read(key: str, value):
 
 
 def check_resumable(done: dict, out: str, now: dict) -> None:
-  """Raises UsageError naming the first of :data:`_RESUME_KEYS` in which the
+  """Raises UsageError naming the first of :data:`RESUME_KEYS` in which the
   record ``done`` differs from the evaluation about to run (``now``); a
   record without a checkpoint fingerprint (older ones) is matched by the
   other keys."""
   now = json.loads(json.dumps(now))       # tuples as the record's lists
   done = {k: _as_read(k, v) for k, v in done.items()}
   now = {k: _as_read(k, v) for k, v in now.items()}
-  for k in _RESUME_KEYS:
+  for k in RESUME_KEYS:
     if k == "checkpoint_sha256" and done.get(k) is None:
       continue
     if done.get(k) != now.get(k):

@@ -7,7 +7,7 @@
   python report.py --runs_test=results/A,results/B --at=600   # t-test over final runs
 
 The rows are the specs below: each names the fields a record must have
-(anml_jax/store.py: ``describe``); the store picks, per N and seed, the record
+(anml_jax/results/record.py: ``describe``); the store picks, per N and seed, the record
 with the fullest protocol. The tables stand between ``<!-- NAME:start -->``
 and ``<!-- NAME:end -->`` markers, the inline figures between
 ``<!-- fig NAME -->`` and ``<!-- /fig -->`` (:data:`FIGURES`); the text around
@@ -21,8 +21,9 @@ import sys
 
 from absl import flags
 
-from anml_jax import checkpointing, cli, data, reporting, store
-from anml_jax.store import Spec
+from anml_jax import checkpointing, cli, data, reporting
+from anml_jax.results import store
+from anml_jax.results.store import Spec
 
 REPO = os.path.dirname(os.path.abspath(__file__))
 ALL_N = (10, 50, 75, 100, 200, 300, 400, 500, 600)

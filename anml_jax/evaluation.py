@@ -10,6 +10,7 @@ from anml_jax import configs, continual, data, learners
 from anml_jax.data import ClassSplit
 from anml_jax.models import Network, check_input
 from anml_jax.reporting import Results, ResultsRow
+from anml_jax.results.record import SCHEMA_VERSION
 
 
 def _summary(res: continual.StreamResult) -> dict:
@@ -85,7 +86,7 @@ def meta_test(method: str, net: Network, params, dataset: ClassSplit, ecfg,
 
   rng = np.random.default_rng(ecfg.seed)
   lrs = jnp.asarray(grid, jnp.float32)
-  out = Results(method=method, finetune=list(finetune), oracle=oracle,
+  out = Results(schema=SCHEMA_VERSION, method=method, finetune=list(finetune), oracle=oracle,
                 protocol=ecfg.to_dict(), hyper_name=learner.hyper, per_n=[], forgetting=None,
                 backend=jax.default_backend(),
                 device=str(jax.devices()[0].device_kind), devices=devices,

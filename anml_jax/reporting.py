@@ -5,6 +5,8 @@ import json
 import os
 from typing import Sequence, TypedDict
 
+from anml_jax.results.record import hyper
+
 
 class ResultsRow(TypedDict):
   """One number of classes N of a meta-test (accuracies as fractions).
@@ -14,8 +16,9 @@ class ResultsRow(TypedDict):
   record's ``hyper_name``: the learning rate of 'adam', a closed-form head's
   regulariser, 0 for a head without one), hyper_votes: search runs that
   voted for each value, search_test_mean_per_hyper: the search's mean test
-  accuracy per value. Records made before 2026-12-08 name these three
-  ``lr``, ``lr_votes`` and ``search_test_mean_per_lr`` (:func:`hyper`).
+  accuracy per value. Records of schema version 1 name these three ``lr``,
+  ``lr_votes`` and ``search_test_mean_per_lr`` (:func:`record.hyper` reads
+  both).
   """
   classes: int
   hyper: float
@@ -30,20 +33,14 @@ class ResultsRow(TypedDict):
   seconds: float
 
 
-def hyper(row: dict) -> float:
-  """The chosen hyperparameter of a :class:`ResultsRow`, also of a record
-  written before the field was named ``hyper`` (then ``lr``)."""
-  return row["hyper"] if "hyper" in row else row["lr"]
-
-
 class Results(TypedDict, total=False):
   """The record of a meta-test: results.json, one per evaluation.
 
   method, finetune (parameter prefixes re-learnt), oracle (i.i.d. order),
+  schema (:data:`anml_jax.results.record.SCHEMA_VERSION`; absent: 1),
   protocol (the eval config), hyper_name (what the rows' ``hyper`` is:
-  :attr:`learners.Learner.hyper`; absent before 2026-12-08, when it was the
-  lr of 'adam' and a head's regulariser), per_n (:class:`ResultsRow` per N), forgetting
-  (per-class accuracy after the longest stream: classes,
+  :attr:`learners.Learner.hyper`; absent in version 1), per_n
+  (:class:`ResultsRow` per N), forgetting (per-class accuracy after the longest stream: classes,
   test_per_class_mean, train_per_class_mean, in learning order), backend,
   device, devices, seconds; and what was evaluated: checkpoint,
   checkpoint_sha256 (:func:`checkpointing.fingerprint`), checkpoint_step,
@@ -52,6 +49,7 @@ class Results(TypedDict, total=False):
   forgetting (and seconds) the record held before each longer stream
   replaced it, oldest first, so that no number it held is lost.
   """
+  schema: int
   method: str
   finetune: list
   oracle: bool

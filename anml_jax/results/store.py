@@ -7,8 +7,10 @@ below a root as it is, older ones included (a field they lack is derived or
 left unknown, never invented), and answers "which measurement fills this cell"
 for a row :class:`Spec` and a number of classes N:
 
+* every record's schema version must be one this code reads
+  (:func:`record.version`: a newer one is a one-line error);
 * a record matches a spec when each of the spec's fields equals the record's
-  (:func:`describe`);
+  (:func:`record.describe`);
 * among the matching records that hold N, each meta-training seed keeps one:
   the one with the fullest protocol (most final runs, then most lr-search
   runs, then the most lrs), then the first by path;
@@ -26,9 +28,9 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 
-from anml_jax import configs
+from anml_jax.results.record import describe, version
 
-PAPER_LRS = 14        # the original's lr grid size (configs.PAPER_LRS)
+PAPER_LRS = 14        # the original's lr grid size (configs.PAPER_LRS; a test checks)
 FULL_RUNS = 10        # the original's final runs per N (evaluate_classification.py --runs)
 
 
@@ -39,47 +41,17 @@ class Entry(NamedTuple):
 
 
 def load(root: str) -> list[Entry]:
-  """Every ``results.json`` below ``root``, sorted by folder."""
+  """Every ``results.json`` below ``root``, sorted by folder. Raises
+  ValueError naming a record of a schema version this code cannot read."""
   out = []
   for folder, _, files in os.walk(root):
     if "results.json" in files:
-      with open(os.path.join(folder, "results.json")) as f:
-        out.append(Entry(os.path.relpath(folder, root), json.load(f)))
+      path = os.path.join(folder, "results.json")
+      with open(path) as f:
+        rec = json.load(f)
+      version(rec, path)
+      out.append(Entry(os.path.relpath(folder, root), rec))
   return sorted(out, key=lambda e: e.path)
-
-
-def describe(record: dict) -> dict:
-  """What an evaluation measured, as the fields a :class:`Spec` matches:
-  method, seed (of meta-training; None for an untrained network),
-  first_order, gate (ANML's gate in use), zap (the reset of meta-training,
-  ``configs.upgrade`` reading the older ``reset_head_rows``), zap_scale,
-  rotations (turns of each training class, ``configs.rotations``), shift
-  (pixels pretraining moved its images by, ``configs.shift``), init (the file
-  training started from, its base name; None: a fresh initialisation), steps,
-  finetune ('+'-joined), oracle, learner, features, split (of the drawings
-  at meta-test), views (of each image, closed-form heads), checkpoint_sha256
-  (None where the record predates it)."""
-  model = record.get("model_config") or {}
-  protocol = record.get("protocol") or {}
-  steps = record.get("checkpoint_step") or 0
-  zap = (configs.upgrade(model) if "method" in model else model).get("zap", "none")
-  return {"method": record["method"],
-          "seed": model.get("seed") if steps else None,
-          "first_order": bool(model.get("first_order", False)),
-          "gate": bool((model.get("model") or {}).get("gate", True)),
-          "zap": zap,
-          "zap_scale": model.get("zap_scale", "row"),
-          "rotations": model.get("rotations", 1),
-          "shift": model.get("shift", 0),
-          "init": os.path.basename(model["init_params"]) if model.get("init_params") else None,
-          "steps": steps,
-          "finetune": "+".join(record["finetune"]),
-          "oracle": bool(record.get("oracle")),
-          "learner": protocol.get("learner", "adam"),
-          "features": protocol.get("features", "head_input"),
-          "split": protocol.get("split", "drawer"),
-          "views": protocol.get("views", 1),
-          "checkpoint_sha256": record.get("checkpoint_sha256")}
 
 
 class Spec(NamedTuple):
