@@ -15,7 +15,17 @@ import sys
 import jax
 from absl import flags
 
-from anml_jax import checkpointing, cli, configs, data, provenance, reporting, sharding, training
+from anml_jax import (
+  checkpointing,
+  cli,
+  configs,
+  data,
+  models,
+  provenance,
+  reporting,
+  sharding,
+  training,
+)
 
 
 def define(fv, argv):
@@ -55,7 +65,7 @@ def run_config(fv):
   with open(saved) as f:
     cfg = configs.from_dict(json.load(f))
   for path, value in cli.overrides(fv, "config").items():
-    before = cli.get_path(cfg, path)
+    before = models.get_path(cfg, path.split("."))
     if before != value:
       print(f"note: resuming with {path} = {value!r} (was {before!r})", file=sys.stderr)
     cli.set_path(cfg, path, value)

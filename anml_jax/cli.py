@@ -68,13 +68,6 @@ def overrides(fv: flags.FlagValues, name: str) -> dict:
   return dict(config_flags.get_override_values(fv[name]))
 
 
-def get_path(cfg, path: str):
-  """``cfg.a.b`` for ``path`` 'a.b'."""
-  for p in path.split("."):
-    cfg = cfg[p]
-  return cfg
-
-
 def set_path(cfg, path: str, value) -> None:
   """``cfg.a.b = value`` for ``path`` 'a.b'."""
   *parents, leaf = path.split(".")

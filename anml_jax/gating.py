@@ -14,7 +14,6 @@ from typing import Callable
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 
 from anml_jax.types import Params
 
@@ -79,7 +78,3 @@ def gate_values(gate_logits: jax.Array) -> jax.Array:
   """The gate itself, ``sigmoid(gate_logits)``, for inspection (e.g. sparsity)."""
   return jax.nn.sigmoid(gate_logits)
 
-
-def gate_sparsity(gate_logits: jax.Array, threshold: float = 0.1) -> jax.Array:
-  """Fraction of gate entries below ``threshold`` (a scalar in [0, 1])."""
-  return jnp.mean(jax.nn.sigmoid(gate_logits) < threshold)

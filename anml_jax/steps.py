@@ -264,13 +264,6 @@ def make_step(cfg, net: Network, mesh=None, *, sampler: Callable,
   return step
 
 
-def make_meta_gradient(cfg, net: Network, mesh=None) -> Callable:
-  """ANML's and OML's gradient: :func:`make_gradient` with the trajectory
-  sampler and the unrolled estimator, the batch over ``mesh``'s devices."""
-  return make_gradient(cfg, net, mesh, sampler=trajectories, estimator=unrolled,
-                       batch_key="meta_batch")
-
-
 def make_meta_train_step(cfg, net: Network, mesh=None) -> Callable:
   """ANML's and OML's step: :func:`make_step` with the trajectory sampler and
   the unrolled estimator. metrics: 'loss', 'inner_loss', 'accuracy'

@@ -28,7 +28,7 @@ import time
 import jax
 import output
 
-from anml_jax import cli, configs, data, meta, methods
+from anml_jax import cli, configs, data, meta, methods, models
 
 
 def program(cfg, steps: int):
@@ -79,7 +79,7 @@ def config(name: str, seeds: int, sets: list[str]):
   for s in sets:
     key, _, text = s.partition("=")
     try:
-      cli.get_path(cfg, key)
+      models.get_path(cfg, key.split("."))
     except (KeyError, AttributeError):
       raise SystemExit(f"--set {s}: the config has no key {key!r}") from None
     try:

@@ -78,7 +78,8 @@ def test_uint8_images_on_the_device_give_the_float_path_s_values():
   cfg.model.update(num_outputs=8)
   net = methods.network(cfg)
   params = net.init(jax.random.key(0))
-  grad = jax.jit(steps.make_meta_gradient(cfg, net))
+  grad = jax.jit(steps.make_gradient(cfg, net, sampler=steps.trajectories,
+                                     estimator=steps.unrolled, batch_key="meta_batch"))
   _, g_raw, loss_raw, _ = grad(params, jax.random.key(1), jnp.asarray(raw))
   _, g_flt, loss_flt, _ = grad(params, jax.random.key(1), jnp.asarray(flt))
   np.testing.assert_allclose(loss_raw, loss_flt, rtol=1e-5)

@@ -43,7 +43,8 @@ def meta_step(cfg, net, mesh=None):
 
 
 def meta_gradient(cfg, net, mesh=None):
-  return jax.jit(steps.make_meta_gradient(cfg, net, mesh))
+  return jax.jit(steps.make_gradient(cfg, net, mesh, sampler=steps.trajectories,
+                                     estimator=steps.unrolled, batch_key="meta_batch"))
 
 
 KEY = jax.random.key(3)
