@@ -154,6 +154,20 @@ def check_resumable(done: dict, out: str, now: dict) -> None:
           "--out. Nothing was changed.")
 
 
+def validation_split(dataset: data.ClassSplit, cfg, ecfg) -> data.ClassSplit:
+  """The classes the streams learn: ``dataset`` for the meta-test, or, with
+  ``stream_classes='validation'``, the background alphabets ``cfg``'s run
+  held out (searched on the background classes it trained on)."""
+  if ecfg.stream_classes != "validation":
+    return dataset
+  if not cfg.validation_alphabets:
+    raise cli.UsageError(
+        "--eval_config.stream_classes=validation: this checkpoint's run trained on every "
+        "meta-training class, so none is left to validate on; train with "
+        "--config.validation_alphabets (configs.VALIDATION_ALPHABETS)")
+  return data.hold_out(dataset, cfg.validation_alphabets)
+
+
 def run(fv, argv) -> int:
   """Evaluates (or, with --compare / --merge, combines) what the parsed
   flags ``fv`` name into ``fv.out``; returns the exit status."""
@@ -186,8 +200,9 @@ def run(fv, argv) -> int:
     # sibling's, so that the seeds of one run share one protocol)
     if fv.resume and not (fv["eval_config"].present or cli.overrides(fv, "eval_config")):
       ecfg = configs.eval_from_dict((done or begun[0])["protocol"])
-    ecfg.class_pool = min(ecfg.class_pool, dataset.evaluation.shape[0])
-    ecfg.search_pool = min(ecfg.search_pool, dataset.background.shape[0])
+    classes = validation_split(dataset, cfg, ecfg)
+    ecfg.class_pool = min(ecfg.class_pool, classes.evaluation.shape[0])
+    ecfg.search_pool = min(ecfg.search_pool, classes.background.shape[0])
     configs.validate_eval(ecfg)
     source = {"checkpoint": fv.checkpoint, "checkpoint_sha256": sha,
               "checkpoint_step": step, "model_config": cfg.to_dict(),
@@ -201,7 +216,7 @@ def run(fv, argv) -> int:
         print(f"{out}: every N of the schedule is finished; nothing to resume")
         continue
     results = evaluation.meta_test(
-        cfg.method, net, params, dataset, ecfg, mesh=mesh, source=source, done=done,
+        cfg.method, net, params, classes, ecfg, mesh=mesh, source=source, done=done,
         on_update=lambda r, out=out: reporting.write_results(out, r))
     print(reporting.write_report(out, [results]))
     print(f"wrote {out}")

@@ -77,7 +77,10 @@ def run(fv, argv):
   cfg = run_config(fv)
   configs.validate(cfg)
   configs.fits_drawings(cfg, data.DRAWINGS)   # Omniglot's (and its stand-in's), before loading
-  images = cli.load_dataset(fv, raw=True).background   # uint8 on the device
+  dataset = cli.load_dataset(fv, raw=True)             # uint8 on the device
+  if cfg.validation_alphabets:                         # never seen: kept for validation
+    dataset = data.hold_out(dataset, cfg.validation_alphabets)
+  images = dataset.background
   training.train(cfg, fv.workdir, images, resume=fv.resume, progress=fv.progress,
                  provenance=provenance.record(["train.py", *argv]))
   if jax.process_index() == 0:

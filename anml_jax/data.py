@@ -262,6 +262,25 @@ def load_omniglot(omniglot_dir: str | None = None, *, source: str = "zip",
   return ClassSplit(prep(bg), prep(ev), bg_names, ev_names)
 
 
+def hold_out(split: ClassSplit, alphabets) -> ClassSplit:
+  """The validation split of ``split``'s meta-training classes: a ClassSplit
+  whose background is the classes outside ``alphabets`` (what a run holding
+  them out trains on, in their order) and whose evaluation side is the
+  classes of ``alphabets`` (whole alphabets, Omniglot's 'Alphabet/characterNN'
+  names), which the validation streams learn. Raises DataError naming an
+  alphabet the background set lacks."""
+  names = [str(n) for n in split.background_names]
+  alphabet = [n.split("/")[0] for n in names]
+  missing = sorted(set(alphabets) - set(alphabet))
+  if missing:
+    raise DataError(f"validation alphabets {', '.join(missing)} are not among the "
+                    f"meta-training classes' alphabets ({', '.join(sorted(set(alphabet)))})")
+  held = np.array([a in set(alphabets) for a in alphabet])
+  return ClassSplit(split.background[~held], split.background[held],
+                    [n for n, h in zip(names, held) if not h],
+                    [n for n, h in zip(names, held) if h])
+
+
 def synthetic(key: int = 0, background: int = 30, evaluation: int = 20, *,
               drawings: int = DRAWINGS, image_size: int = IMAGE_SIZE,
               noise: float = 0.3, raw: bool = False) -> ClassSplit:
@@ -269,7 +288,9 @@ def synthetic(key: int = 0, background: int = 30, evaluation: int = 20, *,
   random stroke pattern plus per-drawing noise, ``drawings`` grey images of
   ``image_size`` square per class (Omniglot's sizes by default, other sizes
   to check that nothing assumes them), preprocessed like the real data
-  (``raw``: uint8, as :func:`load_omniglot`'s)."""
+  (``raw``: uint8, as :func:`load_omniglot`'s). Names group the classes five
+  to an 'alphabet' (``synthetic0/bg0`` ... ``synthetic0/bg4``, ``synthetic1/bg5``,
+  ...), so that :func:`hold_out` can hold whole ones out."""
   rng = np.random.default_rng(key)
 
   def make(n):
@@ -280,8 +301,8 @@ def synthetic(key: int = 0, background: int = 30, evaluation: int = 20, *,
   bg, ev = make(background), make(evaluation)
   prep = (lambda a: a[..., None]) if raw else preprocess
   return ClassSplit(prep(bg), prep(ev),
-                    [f"synthetic/bg{c}" for c in range(background)],
-                    [f"synthetic/ev{c}" for c in range(evaluation)])
+                    [f"synthetic{c // 5}/bg{c}" for c in range(background)],
+                    [f"synthetic_ev{c // 5}/ev{c}" for c in range(evaluation)])
 
 
 SPLITS = ("drawer", "random")

@@ -113,8 +113,11 @@ def train(cfg, workdir: str, images: np.ndarray, *, resume: bool = False,
                      "evaluate it with evaluate.py --config instead")
   configs.fits_drawings(cfg, images.shape[1])
   if images.shape[0] < cfg.num_train_classes:
+    held = (f" once validation_alphabets={tuple(cfg.validation_alphabets)} are held out"
+            if cfg.validation_alphabets else "")
     raise ValueError(f"num_train_classes={cfg.num_train_classes} but the data "
-                     f"has only {images.shape[0]} meta-training classes")
+                     f"has only {images.shape[0]} meta-training classes{held}; set "
+                     f"--config.num_train_classes={images.shape[0]} or fewer")
   seeds = int(cfg.seeds)
   if seeds > 1 and jax.process_count() > 1:
     raise ValueError(f"seeds={seeds}: several seeds train in one process; run one "

@@ -63,7 +63,9 @@ def describe(record: dict) -> dict:
   init (the file training started from, its base name; None: a fresh
   initialisation), steps, finetune ('+'-joined), oracle, learner, features,
   split (of the drawings at meta-test), views (of each image, closed-form
-  heads), checkpoint_sha256 (None where the record predates it)."""
+  heads), stream_classes ('evaluation', the meta-test, or 'validation', the
+  held-out meta-training alphabets), checkpoint_sha256 (None where the
+  record predates it)."""
   model = record.get("model_config") or {}
   protocol = record.get("protocol") or {}
   steps = record.get("checkpoint_step") or 0
@@ -83,6 +85,7 @@ def describe(record: dict) -> dict:
           "features": protocol.get("features", "head_input"),
           "split": protocol.get("split", "drawer"),
           "views": protocol.get("views", 1),
+          "stream_classes": protocol.get("stream_classes", "evaluation"),
           "checkpoint_sha256": record.get("checkpoint_sha256")}
 
 

@@ -64,7 +64,7 @@ class Spec(NamedTuple):
 
 # Fields a spec that does not name them matches at this value only, so that
 # a variant of the protocol or of training never fills the plain row.
-PLAIN = {"views": 1, "shift": 0}
+PLAIN = {"views": 1, "shift": 0, "stream_classes": "evaluation"}
 
 
 def matches(record: dict, spec: Spec) -> bool:

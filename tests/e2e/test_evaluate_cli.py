@@ -1,12 +1,13 @@
+"""evaluate.py as a user runs it: outputs, refusals, validation streams."""
 import json
 import os
 
 import evaluate
-from tests.conftest import CONFIGS
+import train
+from anml_jax.results import record, store
+from tests.conftest import CONFIGS, smoke_args
 
 EVAL_SMOKE = f"--eval_config={CONFIGS}/eval.py:smoke"
-
-K = 6  # outputs of the toy network
 
 
 def test_evaluate_py_smoke_writes_all_outputs(tmp_path, smoke_run):
@@ -74,3 +75,29 @@ def test_evaluate_py_scratch_and_bad_protocols(tmp_path, capsys):
   assert evaluate.main([f"--config={CONFIGS}/anml.py:smoke", "--out", out + "2",
                         EVAL_SMOKE, "--data_source=synthetic"]) == 1
   assert "evaluate a run of it with --checkpoint" in capsys.readouterr().err
+
+
+def test_validation_streams_learn_the_alphabets_the_run_held_out(tmp_path, capsys):
+  """A run trained without the last synthetic 'alphabet' (classes 25-29) is
+  validated on exactly those; its record never fills a meta-test row; a run
+  that held nothing out cannot be validated."""
+  held = ("synthetic5",)
+  run = str(tmp_path / "run")
+  assert train.main(["--workdir", run, *smoke_args(num_train_classes=25, steps=2),
+                     f"--config.validation_alphabets={held!r}"]) == 0
+  out = str(tmp_path / "val")
+  assert evaluate.main(["--checkpoint", run, "--out", out, EVAL_SMOKE, "--data_source=synthetic",
+                        "--eval_config.stream_classes=validation",
+                        "--eval_config.schedule=(2,)", "--eval_config.learner=prototype"]) == 0
+  r = json.load(open(os.path.join(out, "results.json")))
+  assert r["protocol"]["stream_classes"] == "validation"
+  assert tuple(r["model_config"]["validation_alphabets"]) == held
+  assert r["protocol"]["class_pool"] == 5 and r["protocol"]["search_pool"] == 25
+  assert record.describe(r)["stream_classes"] == "validation"
+  spec = store.Spec("any prototype row", (("learner", "prototype"),))
+  assert not store.matches(r, spec)                  # validation fills no meta-test row
+  assert store.matches(r, spec._replace(match=spec.match + (("stream_classes", "validation"),)))
+  assert evaluate.main(["--config", f"{CONFIGS}/scratch.py:smoke", "--out", str(tmp_path / "x"),
+                        EVAL_SMOKE, "--data_source=synthetic",
+                        "--eval_config.stream_classes=validation"]) == 1
+  assert "none is left to validate on" in capsys.readouterr().err

@@ -5,7 +5,7 @@ import jax
 import numpy as np
 import pytest
 
-from anml_jax import data
+from anml_jax import configs, data
 from tests.conftest import needs_omniglot
 
 
@@ -85,3 +85,27 @@ def test_synthetic_data_shapes():
   o = data.synthetic(background=5, evaluation=3)
   assert o.background.shape == (5, 20, 28, 28, 1)
   assert o.evaluation.shape == (3, 20, 28, 28, 1)
+
+
+def test_holding_out_alphabets_splits_the_meta_training_classes():
+  names = ["A/c1", "B/c1", "A/c2", "C/c1", "B/c2"]
+  bg = np.arange(5)[:, None, None, None, None] * np.ones((5, 2, 3, 3, 1))
+  split = data.ClassSplit(bg, np.zeros((1, 2, 3, 3, 1)), names, ["Z/c1"])
+  held = data.hold_out(split, ("B",))
+  assert held.background_names == ["A/c1", "A/c2", "C/c1"]
+  assert held.evaluation_names == ["B/c1", "B/c2"]
+  np.testing.assert_array_equal(held.background[:, 0, 0, 0, 0], [0, 2, 3])
+  np.testing.assert_array_equal(held.evaluation[:, 0, 0, 0, 0], [1, 4])
+  with pytest.raises(data.DataError, match="validation alphabets Q are not among"):
+    data.hold_out(split, ("B", "Q"))
+
+
+@needs_omniglot
+def test_the_project_s_validation_alphabets_hold_out_212_whole_classes(omniglot):
+  held = data.hold_out(omniglot, configs.VALIDATION_ALPHABETS)
+  assert held.evaluation.shape[0] == 212 and held.background.shape[0] == 752
+  assert configs.VALIDATION_TRAIN_CLASSES == held.background.shape[0]
+  alphabets = lambda names: {str(n).split("/")[0] for n in names}
+  assert alphabets(held.evaluation_names) == set(configs.VALIDATION_ALPHABETS)
+  assert not alphabets(held.evaluation_names) & alphabets(held.background_names)
+  assert not alphabets(held.evaluation_names) & alphabets(omniglot.evaluation_names)
