@@ -437,6 +437,24 @@ def _nm_specs() -> list[Spec]:
             "head_input")]
 
 
+VALIDATION_N = (10, 50, 100, 200)
+
+
+def _validation_specs() -> list[Spec]:
+  """docs/findings.md, "Clean selection": each pretraining recipe trained
+  without the validation alphabets, on validation streams of them
+  (``stream_classes`` 'validation'), under each closed-form head."""
+  val = (("stream_classes", "validation"), ("features", "head_input"))
+  out = []
+  for name, base in (("pretrain zapped every epoch (block std), images moved up to 2 pixels",
+                      _zapped("block", shift=2)),
+                     ("pretrain zapped every epoch (block std)", _zapped("block"))):
+    for head, title in HEAD_NAMES.items():
+      out += [Spec(f"{name}: {title}{suffix}", base + (("learner", head),) + val + views)
+              for views, suffix in _VIEWS]
+  return out
+
+
 def _fmt(c) -> str:
   """An inline figure: ``mean ± std %`` and the seeds it rests on."""
   return f"{c.mean:.1f} ± {c.std:.1f} %" + (f" ({c.seeds} seeds)" if c.seeds > 1 else "")
@@ -516,6 +534,9 @@ def blocks(entries, bench: dict | None = None) -> dict:
       ("docs/findings.md", "zapping-table"): store.table(entries, zapping, ALL_N),
       ("docs/findings.md", "cost-table"): cost_table(entries, bench),
       ("docs/findings.md", "comparisons-table"): comparisons_table(entries),
+      ("docs/findings.md", "validation-table"): store.table(
+          entries, [s for s in _validation_specs() if has(s)], VALIDATION_N,
+          header="N validation classes"),
   }
 
 
