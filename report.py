@@ -21,7 +21,7 @@ import sys
 
 from absl import flags
 
-from anml_jax import checkpointing, cli, data, reporting
+from anml_jax import checkpointing, cli, configs, data, reporting
 from anml_jax.results import store
 from anml_jax.results.store import Spec
 
@@ -491,7 +491,7 @@ def figure_values(entries, bench: dict | None = None, gpu: dict | None = None) -
   missing one reads "(not measured)"), the published figures, and the
   training times from the benchmarks ``bench`` (:data:`COST_BENCH`, hours of
   a run on its CPU) and ``gpu`` (:data:`GPU_BENCH`, the second-order step on
-  one GPU)."""
+  one GPU, times the default config's steps)."""
   out = {}
   cases = {r["case"]: r for r in (bench or {}).get("rows", [])}
   for case in ("anml", "pretrain"):
@@ -500,7 +500,8 @@ def figure_values(entries, bench: dict | None = None, gpu: dict | None = None) -
       out[f"cpu-time-{case}"] = f"{h:.1f} h" if h >= 1 else f"{60 * h:.0f} min"
   if gpu:
     row = next(r for r in gpu["rows"] if not r["first_order"] and r["meta_batch"] == 1)
-    out["gpu-minutes-anml"] = (f"{20000 / row['steps_per_s'] / 60:.1f} min on one "
+    steps = configs.get_config("default", "anml").steps
+    out["gpu-minutes-anml"] = (f"{steps / row['steps_per_s'] / 60:.1f} min on one "
                                f"{gpu['device']}")
   for name, (row, n) in FIGURES.items():
     c = store.cell(entries, _main(row), n)

@@ -15,8 +15,9 @@ set -eu
 runs=${1:?usage: results/validation.sh RUNS OUT}
 out=${2:?usage: results/validation.sh RUNS OUT}
 py=${PYTHON:-python}
-held='("Armenian","Hebrew","Korean","Latin","Mkhedruli_(Georgian)","Sanskrit")'
-classes=752
+# the split is configs.VALIDATION_ALPHABETS, written once there
+held=$("$py" -c "from anml_jax import configs; print(repr(configs.VALIDATION_ALPHABETS))")
+classes=$("$py" -c "from anml_jax import configs; print(configs.VALIDATION_TRAIN_CLASSES)")
 data=(); size=""; protocol="configs/eval.py:validation"
 if [[ ${SMOKE:-0} == 1 ]]; then
   data=(--data_source=synthetic); size=":smoke"; held='("synthetic5",)'; classes=25
